@@ -472,9 +472,20 @@ impl Capabilities {
         }
     }
 
-    /// Builds a set from a list of commands.
-    pub fn from_kinds(kinds: &[CommandKind]) -> Self {
-        kinds.iter().fold(Self::NONE, |acc, k| acc | Self::of(*k))
+    /// Builds a set from a list of commands (usable in a `const`).
+    pub const fn from_kinds(kinds: &[CommandKind]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= Self::of(kinds[i]).0;
+            i += 1;
+        }
+        Self(bits)
+    }
+
+    /// The union of two sets (usable in a `const`).
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
     }
 
     /// True when `kind` is in the set.
@@ -555,6 +566,56 @@ impl ConnectorEvent {
             text: RString::new(),
             agent_state: ROption::RNone,
             attrs: RVec::new(),
+        }
+    }
+
+    /// Sets the other party involved.
+    pub fn with_party(mut self, party: impl Into<RString>) -> Self {
+        self.party = party.into();
+        self
+    }
+
+    /// Sets the cause.
+    pub fn with_cause(mut self, cause: impl Into<RString>) -> Self {
+        self.cause = cause.into();
+        self
+    }
+
+    /// Sets the text (digits, message, target).
+    pub fn with_text(mut self, text: impl Into<RString>) -> Self {
+        self.text = text.into();
+        self
+    }
+
+    /// Attaches the whole call (new calls, resynchronisation).
+    pub fn with_call(mut self, call: CallInfo) -> Self {
+        self.call = ROption::RSome(call);
+        self
+    }
+
+    /// Sets the related call.
+    pub fn with_related_call(mut self, call_id: impl Into<RString>) -> Self {
+        self.related_call_id = call_id.into();
+        self
+    }
+}
+
+impl CallInfo {
+    /// A call with no attached data.
+    pub fn new(
+        call_id: impl Into<RString>,
+        direction: Direction,
+        ani: impl Into<RString>,
+        dnis: impl Into<RString>,
+        state: ConnectionState,
+    ) -> Self {
+        Self {
+            call_id: call_id.into(),
+            direction,
+            ani: ani.into(),
+            dnis: dnis.into(),
+            state,
+            data: RVec::new(),
         }
     }
 }

@@ -51,6 +51,7 @@ use crate::{
     },
 };
 
+pub mod json;
 pub mod prelude;
 
 /// The host, as a plugin sees it. Cheap to clone and `Send + Sync`.
@@ -353,6 +354,7 @@ macro_rules! export_plugin {
     };
     (@emit $conn:ty, $ctl:ty) => {
         #[$crate::abi_stable::export_root_module]
+        #[doc(hidden)]
         pub fn __cti_plugin_root_module() -> $crate::PluginModRef {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
             $crate::PluginMod {
@@ -363,6 +365,7 @@ macro_rules! export_plugin {
             .leak_into_prefix()
         }
 
+        #[doc(hidden)]
         extern "C" fn __cti_plugin_info() -> $crate::PluginInfo {
             let mut kinds = $crate::PluginKinds(0);
             if <$conn as $crate::sdk::ConnectorSlot>::REAL {
@@ -381,6 +384,7 @@ macro_rules! export_plugin {
             }
         }
 
+        #[doc(hidden)]
         extern "C" fn __cti_plugin_new_connector(
             host: $crate::HostHandle,
             settings: $crate::abi_stable::std_types::RStr<'_>,
@@ -391,6 +395,7 @@ macro_rules! export_plugin {
             ))
         }
 
+        #[doc(hidden)]
         extern "C" fn __cti_plugin_new_control(
             host: $crate::HostHandle,
             settings: $crate::abi_stable::std_types::RStr<'_>,

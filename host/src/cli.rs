@@ -1,0 +1,571 @@
+//! Command line: `run`, `check`, `inspect`, `ctl`. Exit codes: 0 ok,
+//! 1 runtime failure, 2 configuration or usage error.
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::{app, ctl, loader, manifest::LogFormat};
+
+/// CTI Host: loads connector and control plugins and runs the agent desktop.
+#[derive(Debug, Parser)]
+#[command(name = "cti-host", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the desktop described by a manifest until SIGINT/SIGTERM.
+    Run {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Check a manifest and every library it names; start nothing.
+    Check {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Describe a plugin library.
+    Inspect {
+        /// The library file (.so/.dll/.dylib).
+        library: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Control a running desktop.
+    Ctl {
+        /// The desktop's socket (default: the one running desktop).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        action: CtlCmd,
+    },
+}
+
+/// `ctl` actions.
+#[derive(Debug, Subcommand)]
+pub enum CtlCmd {
+    /// List the calls.
+    Calls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the agent state, or change it: ready, not-ready --reason R, logout.
+    Agent {
+        /// `ready`, `not-ready`, `logout` (none: show).
+        state: Option<String>,
+        /// Reason code for not-ready.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the whole desktop as JSON.
+    Snapshot,
+    /// Stream every desktop event as JSON lines.
+    Events,
+    /// Answer a ringing call.
+    Answer {
+        /// Call id (or its number in `ctl calls`).
+        call: String,
+    },
+    /// Reject a ringing call.
+    Reject {
+        /// Call id.
+        call: String,
+    },
+    /// Hang up.
+    Hangup {
+        /// Call id.
+        call: String,
+    },
+    /// Put a call on hold.
+    Hold {
+        /// Call id.
+        call: String,
+    },
+    /// Take a call off hold.
+    Retrieve {
+        /// Call id.
+        call: String,
+    },
+    /// Mute the agent on a call.
+    Mute {
+        /// Call id.
+        call: String,
+    },
+    /// Unmute the agent on a call.
+    Unmute {
+        /// Call id.
+        call: String,
+    },
+    /// Place a call.
+    Dial {
+        /// Number or address.
+        number: String,
+        /// The connector to use (default: the first that can).
+        #[arg(long)]
+        connector: Option<String>,
+    },
+    /// Send DTMF digits.
+    Dtmf {
+        /// Call id.
+        call: String,
+        /// Digits (0-9, *, #, A-D).
+        digits: String,
+    },
+    /// Transfer a call (blind, or a consultation call with --consult).
+    Transfer {
+        /// Call id.
+        call: String,
+        /// Number or address.
+        target: String,
+        /// Place a consultation call instead of a blind transfer.
+        #[arg(long)]
+        consult: bool,
+    },
+    /// Complete a consult transfer: the held call joins the consultation.
+    CompleteTransfer {
+        /// The held (original) call.
+        held: String,
+        /// The consultation call.
+        consult: String,
+    },
+    /// Cancel a consultation: clear it and retrieve the held call.
+    CancelConsult {
+        /// The held (original) call.
+        held: String,
+        /// The consultation call.
+        consult: String,
+    },
+    /// Merge a held call and the active call.
+    Conference {
+        /// The held call.
+        held: String,
+        /// The active call.
+        active: String,
+    },
+    /// Swap a held call and the active call.
+    Alternate {
+        /// The held call.
+        held: String,
+        /// The active call.
+        active: String,
+    },
+    /// End the wrap-up of a call.
+    EndWrapUp {
+        /// Call id.
+        call: String,
+    },
+    /// Send any command as JSON (`{"kind":"Hold","call_id":"…"}`).
+    Raw {
+        /// The command object.
+        json: String,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run { manifest } => run(&manifest),
+        Cmd::Check { manifest } => check(&manifest),
+        Cmd::Inspect { library, json } => inspect(&library, json),
+        Cmd::Ctl { socket, action } => ctl_main(socket, action),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn run(manifest: &std::path::Path) -> ExitCode {
+    // Log format comes from the manifest; errors before that go to stderr.
+    let prepared = match app::prepare(manifest) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(prepared.manifest.host.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let running = match app::start(&prepared) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = prepared
+        .manifest
+        .host
+        .ctl_socket
+        .clone()
+        .unwrap_or_else(ctl::default_socket);
+    let handle = running.handle.clone();
+    let code = runtime.block_on(async move {
+        let _guard = match ctl::serve(&socket, handle.clone()) {
+            Ok(g) => {
+                tracing::info!(socket = %socket.display(), "desktop ready; ctl socket listening");
+                Some(g)
+            }
+            Err(e) => {
+                tracing::error!("ctl socket {}: {e}", socket.display());
+                None
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        handle.shutdown();
+        0u8
+    });
+    if running.thread.join().is_err() {
+        eprintln!("the desktop thread panicked");
+        return ExitCode::from(1);
+    }
+    drop(prepared);
+    ExitCode::from(code)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn check(manifest: &std::path::Path) -> ExitCode {
+    let prepared = match app::prepare(manifest) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = app::check_instances(&prepared) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    let m = &prepared.manifest;
+    println!("{}: ok", manifest.display());
+    for (hc, lib) in m.hosted_controls.iter().zip(&prepared.libraries) {
+        println!(
+            "  {} ({}): {} {} from {}",
+            hc.name,
+            hc.kind.name(),
+            lib.meta.name,
+            lib.meta.version,
+            lib.path.display()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn inspect(library: &std::path::Path, as_json: bool) -> ExitCode {
+    let shadow = match loader::ShadowDir::create() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot create the runtime directory: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let lib = match loader::load(library, &shadow) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m = &lib.meta;
+    let caps: Vec<String> = m.capabilities.kinds().map(|k| k.to_string()).collect();
+    if as_json {
+        let v = json!({
+            "path": library.display().to_string(),
+            "name": m.name,
+            "version": m.version.to_string(),
+            "description": m.description,
+            "kinds": m.kinds.names(),
+            "api_version": m.api_version.to_string(),
+            "capabilities": caps,
+        });
+        println!("{v}");
+    } else {
+        println!("library:      {}", library.display());
+        println!("name:         {}", m.name);
+        println!("version:      {}", m.version);
+        println!("description:  {}", m.description);
+        println!("kinds:        {}", m.kinds.names().join(", "));
+        println!(
+            "plugin-api:   {} (host {})",
+            m.api_version,
+            loader::host_api_version()
+        );
+        println!(
+            "capabilities: {}",
+            if caps.is_empty() {
+                "-".to_owned()
+            } else {
+                caps.join(", ")
+            }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn ctl_main(socket: Option<PathBuf>, action: CtlCmd) -> ExitCode {
+    let path = match socket.map_or_else(ctl::discover, Ok) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = ctl::Client::new(path);
+    match ctl_action(&client, action) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn snapshot(client: &ctl::Client) -> Result<Value, String> {
+    let r = client.request(&json!({"op": "snapshot"}))?;
+    r.get("snapshot").cloned().ok_or_else(|| reply_error(&r))
+}
+
+fn reply_error(r: &Value) -> String {
+    format!(
+        "{}: {}",
+        r.get("error").and_then(Value::as_str).unwrap_or("Error"),
+        r.get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error")
+    )
+}
+
+/// Accepts a call id, or its 1-based number in `ctl calls`.
+fn call_id(client: &ctl::Client, call: &str) -> Result<String, String> {
+    let Ok(n) = call.parse::<usize>() else {
+        return Ok(call.to_owned());
+    };
+    let snap = snapshot(client)?;
+    let calls = snap
+        .get("calls")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if calls
+        .iter()
+        .any(|c| c.get("call_id").and_then(Value::as_str) == Some(call))
+    {
+        return Ok(call.to_owned());
+    }
+    calls
+        .get(n.wrapping_sub(1))
+        .and_then(|c| c.get("call_id").and_then(Value::as_str))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no call number {n} (there are {})", calls.len()))
+}
+
+fn send(client: &ctl::Client, cmd: Value) -> Result<(), String> {
+    let r = client.request(&json!({"op": "command", "command": cmd}))?;
+    if r.get("ok").and_then(Value::as_bool) == Some(true) {
+        let detail = r.get("detail").and_then(Value::as_str).unwrap_or("");
+        let new_call = r.get("call_id").and_then(Value::as_str).unwrap_or("");
+        let mut out = String::from("ok");
+        if !new_call.is_empty() {
+            out.push_str(&format!(" call {new_call}"));
+        }
+        if !detail.is_empty() {
+            out.push_str(&format!(": {detail}"));
+        }
+        println!("{out}");
+        Ok(())
+    } else {
+        Err(reply_error(&r))
+    }
+}
+
+fn ctl_action(client: &ctl::Client, action: CtlCmd) -> Result<(), String> {
+    let one = |kind: &str, call: &str| -> Result<(), String> {
+        send(
+            client,
+            json!({"kind": kind, "call_id": call_id(client, call)?}),
+        )
+    };
+    let two = |kind: &str, a: &str, b: &str| -> Result<(), String> {
+        send(
+            client,
+            json!({"kind": kind, "call_id": call_id(client, a)?, "other_call_id": call_id(client, b)?}),
+        )
+    };
+    match action {
+        CtlCmd::Calls { json: as_json } => {
+            let snap = snapshot(client)?;
+            let calls = snap.get("calls").cloned().unwrap_or(Value::Array(vec![]));
+            if as_json {
+                println!("{calls}");
+            } else {
+                print_calls(&calls);
+            }
+            Ok(())
+        }
+        CtlCmd::Agent {
+            state: None,
+            json: as_json,
+            ..
+        } => {
+            let snap = snapshot(client)?;
+            let agent = snap.get("agent").cloned().unwrap_or(Value::Null);
+            if as_json {
+                println!("{agent}");
+            } else {
+                let pending = agent.get("pending").and_then(Value::as_str);
+                println!(
+                    "{} {}{}",
+                    agent.get("agent_id").and_then(Value::as_str).unwrap_or("?"),
+                    agent.get("state").and_then(Value::as_str).unwrap_or("?"),
+                    pending
+                        .map(|p| format!(" (pending {p})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        CtlCmd::Agent {
+            state: Some(s),
+            reason,
+            ..
+        } => {
+            let state = match s.to_ascii_lowercase().replace('_', "-").as_str() {
+                "ready" => "Ready".to_owned(),
+                "not-ready" | "notready" => format!("NotReady({})", reason.unwrap_or_default()),
+                "logout" | "logged-out" | "loggedout" => "LoggedOut".to_owned(),
+                "clear-pending" => return send(client, json!({"kind": "ClearPendingState"})),
+                other => {
+                    return Err(format!(
+                        "unknown agent state \"{other}\" (ready, not-ready, logout, clear-pending)"
+                    ))
+                }
+            };
+            send(
+                client,
+                json!({"kind": "SetAgentState", "agent_state": state}),
+            )
+        }
+        CtlCmd::Snapshot => {
+            println!("{}", snapshot(client)?);
+            Ok(())
+        }
+        CtlCmd::Events => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            client.events(&mut out)
+        }
+        CtlCmd::Answer { call } => one("Answer", &call),
+        CtlCmd::Reject { call } => one("Reject", &call),
+        CtlCmd::Hangup { call } => one("Hangup", &call),
+        CtlCmd::Hold { call } => one("Hold", &call),
+        CtlCmd::Retrieve { call } => one("Retrieve", &call),
+        CtlCmd::Mute { call } => one("Mute", &call),
+        CtlCmd::Unmute { call } => one("Unmute", &call),
+        CtlCmd::EndWrapUp { call } => one("EndWrapUp", &call),
+        CtlCmd::Dial { number, connector } => send(
+            client,
+            json!({"kind": "MakeCall", "target": number, "connector": connector.unwrap_or_default()}),
+        ),
+        CtlCmd::Dtmf { call, digits } => send(
+            client,
+            json!({"kind": "SendDtmf", "call_id": call_id(client, &call)?, "target": digits}),
+        ),
+        CtlCmd::Transfer {
+            call,
+            target,
+            consult,
+        } => send(
+            client,
+            json!({"kind": if consult { "Consult" } else { "BlindTransfer" }, "call_id": call_id(client, &call)?, "target": target}),
+        ),
+        CtlCmd::CompleteTransfer { held, consult } => two("CompleteTransfer", &held, &consult),
+        CtlCmd::CancelConsult { held, consult } => two("CancelConsult", &held, &consult),
+        CtlCmd::Conference { held, active } => two("Conference", &held, &active),
+        CtlCmd::Alternate { held, active } => two("Alternate", &held, &active),
+        CtlCmd::Raw { json: text } => {
+            let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+            send(client, v)
+        }
+    }
+}
+
+fn print_calls(calls: &Value) {
+    let list = calls.as_array().cloned().unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if list.is_empty() {
+        let _ = writeln!(out, "no calls");
+        return;
+    }
+    let s = |c: &Value, k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    for (i, c) in list.iter().enumerate() {
+        let allowed: Vec<String> = c
+            .get("allowed")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let work = c.get("work").map(|w| s(w, "state")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>2}. {}  {}  {} {} -> {}  {}  work={}  [{}]",
+            i + 1,
+            s(c, "call_id"),
+            s(c, "channel"),
+            s(c, "direction"),
+            s(c, "ani"),
+            s(c, "dnis"),
+            s(c, "state"),
+            work,
+            allowed.join(" ")
+        );
+    }
+}

@@ -1,0 +1,1447 @@
+//! The desktop actor: the only owner of calls, work items and agent state.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use abi_stable::std_types::{RArc, ROption, RString, RVec};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, TrySendError};
+use cti_plugin_api::{
+    AgentState, AgentView, CallView, Capabilities, Command, CommandKind, ConnectionState,
+    ConnectorEvent, DesktopEvent, DesktopSnapshot, Direction, ErrorKind, EventKind, KeyValue,
+    Outcome, Party, PluginError, PluginStatusView, WorkItemView, WorkState,
+};
+
+use super::{
+    call::{self, Others},
+    DesktopMsg,
+};
+use crate::{
+    manifest::DesktopSettings,
+    plugin::{CommandResult, ConnectorJob, ControlJob, PluginId, Worker},
+};
+
+/// A connector as the desktop sees it.
+pub struct ConnectorSlot {
+    /// Hosted control name.
+    pub name: String,
+    /// Its channel.
+    pub channel: String,
+    /// Plugin version.
+    pub version: String,
+    /// What it supports.
+    pub caps: Capabilities,
+    /// Its worker.
+    pub worker: Worker<ConnectorJob>,
+    /// `Connected`, `Disconnected`, `Reconnecting` or `Unknown`.
+    pub link: &'static str,
+    /// `Running`, `Stopped`, `Faulted`.
+    pub status: &'static str,
+    /// Failures so far.
+    pub faults: u64,
+}
+
+/// A control as the desktop sees it.
+pub struct ControlSlot {
+    /// Hosted control name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Its worker.
+    pub worker: Worker<ControlJob>,
+    /// Its queue capacity.
+    pub capacity: usize,
+    /// True while it is behind: events are skipped until its queue drains,
+    /// then it gets a snapshot.
+    pub lagging: bool,
+    /// Events skipped while lagging.
+    pub skipped: u64,
+    /// `Running`, `Stopped`, `Faulted`.
+    pub status: &'static str,
+    /// Failures so far.
+    pub faults: u64,
+}
+
+/// One interaction.
+struct CallEntry {
+    view: RArc<CallView>,
+    connector: usize,
+    /// The connector's own id (differs from the desktop's on a collision).
+    connector_call_id: RString,
+    cleared: bool,
+    rejected: bool,
+}
+
+/// A command sent to a connector and not answered yet.
+struct PendingRequest {
+    source: String,
+    kind: CommandKind,
+    call_id: RString,
+    connector: usize,
+    reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+    agent_state: Option<AgentState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    CommandDeadline(u64),
+    WrapUpEnd(RString),
+}
+
+/// Tunables the actor needs from `[host]`.
+#[derive(Debug, Clone)]
+pub struct ActorSettings {
+    /// How long a connector's `execute` may take.
+    pub execute_timeout: Duration,
+    /// How long to wait on a full control queue before skipping it.
+    pub lag_timeout: Duration,
+}
+
+/// The actor.
+pub struct DesktopActor {
+    cfg: DesktopSettings,
+    settings: ActorSettings,
+    seq: u64,
+    agent_base: AgentState,
+    agent_pending: Option<AgentState>,
+    agent_shown: AgentState,
+    calls: HashMap<RString, CallEntry>,
+    aliases: HashMap<(usize, RString), RString>,
+    connectors: Vec<ConnectorSlot>,
+    controls: Vec<ControlSlot>,
+    requests: HashMap<u64, PendingRequest>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    subscribers: Vec<tokio::sync::mpsc::Sender<Arc<DesktopEvent>>>,
+    internal_ids: u64,
+    unknown_call_events: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn rs(s: &str) -> RString {
+    RString::from(s)
+}
+
+impl DesktopActor {
+    /// Builds the actor around started plugin workers.
+    pub fn new(
+        cfg: DesktopSettings,
+        settings: ActorSettings,
+        connectors: Vec<ConnectorSlot>,
+        controls: Vec<ControlSlot>,
+    ) -> Self {
+        let agent_base = cfg.initial_agent_state.clone();
+        Self {
+            agent_shown: agent_base.clone(),
+            agent_base,
+            agent_pending: None,
+            cfg,
+            settings,
+            seq: 0,
+            calls: HashMap::new(),
+            aliases: HashMap::new(),
+            connectors,
+            controls,
+            requests: HashMap::new(),
+            timers: BinaryHeap::new(),
+            subscribers: Vec::new(),
+            internal_ids: 1 << 62,
+            unknown_call_events: 0,
+        }
+    }
+
+    /// Runs until `Shutdown`: starts the controls with the first snapshot,
+    /// then serves the inbox.
+    pub fn run(mut self, inbox: Receiver<DesktopMsg>) {
+        let snap = Arc::new(self.snapshot());
+        for c in &mut self.controls {
+            let _ = c.worker.tx.send(ControlJob::Start(snap.clone()));
+        }
+        // DESKTOP_READY carries the agent so controls can draw it at once.
+        let view = self.agent_view();
+        self.emit(EventKind::DESKTOP_READY, |e| e.agent = ROption::RSome(view));
+        loop {
+            let msg = match self.timers.peek() {
+                Some(Reverse((at, _))) => inbox.recv_deadline(*at),
+                None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match msg {
+                Ok(DesktopMsg::Shutdown) => break,
+                Ok(m) => self.handle(m),
+                Err(RecvTimeoutError::Timeout) => self.fire_timers(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.shutdown(&inbox);
+    }
+
+    fn handle(&mut self, msg: DesktopMsg) {
+        match msg {
+            DesktopMsg::Event { connector, event } => self.on_connector_event(connector, event),
+            DesktopMsg::Events { connector, events } => {
+                for e in events {
+                    self.on_connector_event(connector, e);
+                }
+            }
+            DesktopMsg::Submit {
+                source,
+                request_id,
+                command,
+                reply,
+            } => self.on_submit(source, request_id, command, reply),
+            DesktopMsg::Outcome {
+                connector,
+                request_id,
+                result,
+            } => self.on_outcome(connector, request_id, result),
+            DesktopMsg::PluginFault {
+                plugin,
+                during,
+                error,
+            } => self.on_fault(plugin, during, error),
+            DesktopMsg::Snapshot(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
+            DesktopMsg::Subscribe(tx) => self.subscribers.push(tx),
+            DesktopMsg::Shutdown => {}
+        }
+    }
+
+    // ---------------------------------------------------------------- events out
+
+    fn blank_event(&mut self, kind: EventKind) -> DesktopEvent {
+        self.seq += 1;
+        DesktopEvent {
+            seq: self.seq,
+            kind,
+            time_ms: now_ms(),
+            call: ROption::RNone,
+            agent: ROption::RNone,
+            session: ROption::RNone,
+            previous_state: ConnectionState::Null,
+            source: RString::new(),
+            party: RString::new(),
+            cause: RString::new(),
+            text: RString::new(),
+            request_id: 0,
+            attrs: RVec::new(),
+        }
+    }
+
+    fn emit(&mut self, kind: EventKind, fill: impl FnOnce(&mut DesktopEvent)) {
+        let mut ev = self.blank_event(kind);
+        fill(&mut ev);
+        self.broadcast(Arc::new(ev));
+    }
+
+    fn broadcast(&mut self, ev: Arc<DesktopEvent>) {
+        let mut need_snapshot = false;
+        for c in &mut self.controls {
+            if c.status == "Stopped" {
+                continue;
+            }
+            if c.lagging {
+                if c.worker.tx.len() <= c.capacity / 2 {
+                    need_snapshot = true;
+                } else {
+                    c.skipped += 1;
+                }
+                continue;
+            }
+            match c.worker.tx.try_send(ControlJob::Event(ev.clone())) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    match c.worker.tx.send_timeout(job, self.settings.lag_timeout) {
+                        Ok(()) => {}
+                        Err(SendTimeoutError::Timeout(_)) => {
+                            tracing::warn!(
+                                control = c.name,
+                                "control fell behind (queue of {} full for {:?}); skipping events until it catches up, then resynchronising it",
+                                c.capacity,
+                                self.settings.lag_timeout
+                            );
+                            c.lagging = true;
+                            c.skipped += 1;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => c.status = "Stopped",
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => c.status = "Stopped",
+            }
+        }
+        if need_snapshot {
+            // The event itself is part of the snapshot taken now.
+            let snap = Arc::new(self.snapshot());
+            for c in &mut self.controls {
+                if c.lagging
+                    && c.worker.tx.len() <= c.capacity / 2
+                    && c.worker
+                        .tx
+                        .try_send(ControlJob::Resync(snap.clone()))
+                        .is_ok()
+                {
+                    tracing::info!(
+                        control = c.name,
+                        skipped = c.skipped,
+                        "control caught up; resynchronised with a snapshot"
+                    );
+                    c.lagging = false;
+                    c.skipped = 0;
+                }
+            }
+        }
+        if !self.subscribers.is_empty() {
+            // A subscriber that cannot keep up is dropped: its stream ends.
+            self.subscribers.retain(|s| s.try_send(ev.clone()).is_ok());
+        }
+    }
+
+    fn emit_call(
+        &mut self,
+        kind: EventKind,
+        call_id: &RString,
+        previous: ConnectionState,
+        src: &ConnectorEvent,
+    ) {
+        let Some(entry) = self.calls.get(call_id) else {
+            return;
+        };
+        let view = entry.view.clone();
+        let source = rs(&self.connectors[entry.connector].name);
+        self.emit(kind, |e| {
+            e.call = ROption::RSome(view);
+            e.previous_state = previous;
+            e.source = source;
+            e.party = src.party.clone();
+            e.cause = src.cause.clone();
+            e.text = src.text.clone();
+            e.attrs = src.attrs.clone();
+        });
+    }
+
+    fn emit_call_simple(&mut self, kind: EventKind, call_id: &RString, cause: &str) {
+        let Some(entry) = self.calls.get(call_id) else {
+            return;
+        };
+        let view = entry.view.clone();
+        let prev = view.state;
+        let source = rs(&self.connectors[entry.connector].name);
+        self.emit(kind, |e| {
+            e.call = ROption::RSome(view);
+            e.previous_state = prev;
+            e.source = source;
+            e.cause = rs(cause);
+        });
+    }
+
+    // ---------------------------------------------------------------- connector events
+
+    fn resolve_call_id(&self, connector: usize, id: &RString) -> Option<RString> {
+        if let Some(alias) = self.aliases.get(&(connector, id.clone())) {
+            return Some(alias.clone());
+        }
+        match self.calls.get(id) {
+            Some(e) if e.connector == connector => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    fn on_connector_event(&mut self, connector: usize, ev: ConnectorEvent) {
+        if connector >= self.connectors.len() {
+            return;
+        }
+        match ev.kind {
+            EventKind::LINK_UP | EventKind::LINK_DOWN | EventKind::LINK_RECONNECTING => {
+                let link = match ev.kind {
+                    EventKind::LINK_UP => "Connected",
+                    EventKind::LINK_DOWN => "Disconnected",
+                    _ => "Reconnecting",
+                };
+                let slot = &mut self.connectors[connector];
+                if slot.link == link {
+                    return;
+                }
+                slot.link = link;
+                let name = rs(&slot.name);
+                tracing::info!(connector = slot.name, link, cause = %ev.cause, "connector link");
+                self.emit(EventKind::CONNECTOR_STATUS, |e| {
+                    e.source = name;
+                    e.text = rs(link);
+                    e.cause = ev.cause.clone();
+                });
+            }
+            EventKind::AGENT_STATE_CHANGED => {
+                if let ROption::RSome(state) = ev.agent_state {
+                    self.agent_base = state;
+                    self.refresh_agent("confirmed");
+                }
+            }
+            kind if kind.is_desktop() => {
+                tracing::warn!(
+                    connector = self.connectors[connector].name,
+                    "connector raised a desktop-only event {kind}; ignored"
+                );
+            }
+            _ => self.on_call_event(connector, ev),
+        }
+    }
+
+    fn on_call_event(&mut self, connector: usize, ev: ConnectorEvent) {
+        let known = self.resolve_call_id(connector, &ev.call_id);
+        let id = match known {
+            Some(id) => id,
+            None => match &ev.call {
+                ROption::RSome(info) => self.create_call(connector, &ev, info.clone()),
+                ROption::RNone => {
+                    self.unknown_call_events += 1;
+                    tracing::warn!(
+                        connector = self.connectors[connector].name,
+                        kind = %ev.kind,
+                        "event for a call the desktop does not know; ignored"
+                    );
+                    return;
+                }
+            },
+        };
+        let Some(entry) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if entry.cleared {
+            tracing::debug!(kind = %ev.kind, "event for a cleared call; ignored");
+            return;
+        }
+        let previous = entry.view.state;
+        let view = RArc::make_mut(&mut entry.view);
+        let far = if ev.party.is_empty() {
+            match view.direction {
+                Direction::Inbound => view.ani.clone(),
+                Direction::Outbound => view.dnis.clone(),
+            }
+        } else {
+            ev.party.clone()
+        };
+        match ev.kind {
+            EventKind::DELIVERED | EventKind::NETWORK_REACHED
+                if view.direction == Direction::Outbound =>
+            {
+                set_party(view, &far, ConnectionState::Alerting);
+            }
+            EventKind::ESTABLISHED => {
+                set_party(view, &far, ConnectionState::Connected);
+                if view.answered_ms == 0 {
+                    view.answered_ms = now_ms();
+                }
+                view.work.state = WorkState::ACTIVE;
+            }
+            EventKind::MUTED => view.muted = true,
+            EventKind::UNMUTED => view.muted = false,
+            EventKind::CONNECTION_CLEARED => {
+                if ev.state == ConnectionState::Null {
+                    view.muted = false;
+                }
+                if far != view.ani || ev.state != ConnectionState::Null || !ev.party.is_empty() {
+                    set_party(view, &ev.party, ConnectionState::Null);
+                }
+            }
+            EventKind::CALL_CLEARED => {
+                for p in view.parties.iter_mut() {
+                    p.state = ConnectionState::Null;
+                }
+            }
+            EventKind::FAILED => set_party(view, &far, ConnectionState::Failed),
+            _ => {}
+        }
+        if let ROption::RSome(info) = &ev.call {
+            merge_data(&mut view.data, &info.data);
+        }
+        let is_clear = ev.kind == EventKind::CALL_CLEARED;
+        view.state = if is_clear {
+            ConnectionState::Null
+        } else {
+            ev.state
+        };
+        if is_clear {
+            entry.cleared = true;
+        }
+        self.refresh_allowed(connector, &id, previous);
+        self.emit_call(ev.kind, &id, previous, &ev);
+        if is_clear {
+            self.finish_call(&id);
+        } else if ev.kind == EventKind::DELIVERED && self.cfg.auto_answer {
+            self.auto_answer(&id);
+        }
+        self.refresh_agent("work");
+    }
+
+    /// `[desktop] auto_answer`: answer a new alerting inbound call.
+    fn auto_answer(&mut self, id: &RString) {
+        let ringing = self.calls.get(id).is_some_and(|e| {
+            e.view.direction == Direction::Inbound && e.view.allowed.contains(CommandKind::ANSWER)
+        });
+        if ringing {
+            self.internal_ids += 1;
+            let request_id = self.internal_ids;
+            self.on_submit(
+                "auto-answer".to_owned(),
+                request_id,
+                Command::new(CommandKind::ANSWER, id.clone()),
+                None,
+            );
+        }
+    }
+
+    fn create_call(
+        &mut self,
+        connector: usize,
+        ev: &ConnectorEvent,
+        info: cti_plugin_api::CallInfo,
+    ) -> RString {
+        let slot = &self.connectors[connector];
+        let mut id = info.call_id.clone();
+        if self.calls.contains_key(&id) {
+            id = RString::from(format!("{}:{}", slot.name, info.call_id));
+            self.aliases
+                .insert((connector, info.call_id.clone()), id.clone());
+        }
+        let work_state = match info.direction {
+            Direction::Inbound => WorkState::OFFERED,
+            Direction::Outbound => WorkState::ACTIVE,
+        };
+        let far = match info.direction {
+            Direction::Inbound => info.ani.clone(),
+            Direction::Outbound => info.dnis.clone(),
+        };
+        let view = CallView {
+            call_id: id.clone(),
+            connector: rs(&slot.name),
+            channel: rs(&slot.channel),
+            direction: info.direction,
+            ani: info.ani.clone(),
+            dnis: info.dnis.clone(),
+            state: ConnectionState::Null,
+            parties: RVec::from(vec![Party {
+                id: far,
+                state: match info.direction {
+                    Direction::Inbound => ConnectionState::Connected,
+                    Direction::Outbound => ConnectionState::Initiated,
+                },
+            }]),
+            allowed: Capabilities::NONE,
+            muted: false,
+            data: info.data.clone(),
+            started_ms: now_ms(),
+            answered_ms: 0,
+            work: WorkItemView {
+                state: work_state,
+                wrap_up_remaining_ms: 0,
+                wrap_up_unlimited: false,
+                disposition: RString::new(),
+            },
+            attrs: RVec::new(),
+        };
+        tracing::info!(
+            connector = slot.name,
+            call = %id,
+            kind = %ev.kind,
+            direction = info.direction.name(),
+            "new call"
+        );
+        self.calls.insert(
+            id.clone(),
+            CallEntry {
+                view: RArc::new(view),
+                connector,
+                connector_call_id: info.call_id,
+                cleared: false,
+                rejected: false,
+            },
+        );
+        id
+    }
+
+    /// After a call's state changed: recompute its allowed actions and, when
+    /// the connector's "another call connected/held" picture changed, those
+    /// of the connector's other calls.
+    fn refresh_allowed(&mut self, connector: usize, id: &RString, previous: ConnectionState) {
+        let caps = self.connectors[connector].caps;
+        let others = self.others(connector, id);
+        if let Some(entry) = self.calls.get_mut(id) {
+            let v = &entry.view;
+            let allowed = if entry.cleared {
+                Capabilities::NONE
+            } else {
+                call::allowed(v.state, v.direction, v.muted, others, caps)
+            };
+            if allowed != v.allowed {
+                RArc::make_mut(&mut entry.view).allowed = allowed;
+            }
+        }
+        let now = self.calls.get(id).map(|e| e.view.state);
+        let relevant =
+            |s: ConnectionState| matches!(s, ConnectionState::Connected | ConnectionState::Held);
+        if relevant(previous) || now.is_some_and(relevant) {
+            self.refresh_siblings(connector, id);
+        }
+    }
+
+    fn others(&self, connector: usize, except: &RString) -> Others {
+        let mut o = Others::default();
+        for (k, e) in &self.calls {
+            if e.connector != connector || k == except || e.cleared {
+                continue;
+            }
+            match e.view.state {
+                ConnectionState::Connected => o.connected = true,
+                ConnectionState::Held => o.held = true,
+                _ => {}
+            }
+            if o.connected && o.held {
+                break;
+            }
+        }
+        o
+    }
+
+    fn refresh_siblings(&mut self, connector: usize, changed: &RString) {
+        let ids: Vec<RString> = self
+            .calls
+            .iter()
+            .filter(|(k, e)| e.connector == connector && *k != changed && !e.cleared)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let caps = self.connectors[connector].caps;
+        for id in ids {
+            let others = self.others(connector, &id);
+            let Some(entry) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let v = &entry.view;
+            let allowed = call::allowed(v.state, v.direction, v.muted, others, caps);
+            if allowed != v.allowed {
+                RArc::make_mut(&mut entry.view).allowed = allowed;
+                self.emit_call_simple(EventKind::CALL_UPDATED, &id, "allowed actions changed");
+            }
+        }
+    }
+
+    /// A call cleared: its work item moves on (wrap-up or done).
+    fn finish_call(&mut self, id: &RString) {
+        let Some(entry) = self.calls.get_mut(id) else {
+            return;
+        };
+        let view = RArc::make_mut(&mut entry.view);
+        let answered = view.answered_ms != 0;
+        if answered && view.work.state == WorkState::ACTIVE {
+            if self.cfg.wrap_up_seconds > 0 {
+                view.work.state = WorkState::WRAPPING;
+                view.work.wrap_up_remaining_ms = self.cfg.wrap_up_seconds * 1000;
+                let at = Instant::now() + Duration::from_secs(self.cfg.wrap_up_seconds);
+                self.timers
+                    .push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
+                self.emit_call_simple(EventKind::WORK_ITEM, id, "wrap-up started");
+                return;
+            }
+            view.work.state = WorkState::COMPLETED;
+        } else if !answered {
+            view.work.state = if entry.rejected {
+                WorkState::REJECTED
+            } else {
+                WorkState::CANCELED
+            };
+        } else {
+            view.work.state = WorkState::COMPLETED;
+        }
+        self.emit_call_simple(EventKind::WORK_ITEM, id, "");
+        self.remove_call(id);
+    }
+
+    fn remove_call(&mut self, id: &RString) {
+        self.emit_call_simple(EventKind::CALL_REMOVED, id, "");
+        if let Some(entry) = self.calls.remove(id) {
+            if entry.connector_call_id != *id {
+                self.aliases
+                    .remove(&(entry.connector, entry.connector_call_id));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::CommandDeadline(request_id) => {
+                    if let Some(req) = self.requests.remove(&request_id) {
+                        let name = self.connectors[req.connector].name.clone();
+                        let err = PluginError::new(
+                            ErrorKind::TIMEOUT,
+                            format!(
+                                "connector \"{name}\" did not answer {} within {} ms",
+                                req.kind,
+                                self.settings.execute_timeout.as_millis()
+                            ),
+                        );
+                        tracing::warn!(connector = name, request_id, "{err}");
+                        self.complete(request_id, req, Err(err));
+                    }
+                }
+                Timer::WrapUpEnd(id) => {
+                    if let Some(entry) = self.calls.get_mut(&id) {
+                        if entry.view.work.state == WorkState::WRAPPING {
+                            let v = RArc::make_mut(&mut entry.view);
+                            v.work.state = WorkState::COMPLETED;
+                            v.work.wrap_up_remaining_ms = 0;
+                            self.emit_call_simple(EventKind::WORK_ITEM, &id, "wrap-up ended");
+                            self.remove_call(&id);
+                            self.refresh_agent("work");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- agent
+
+    fn has_live_work(&self) -> (bool, bool) {
+        let mut live = false;
+        let mut wrapping = false;
+        for e in self.calls.values() {
+            if !e.cleared && e.view.state.is_live() {
+                live = true;
+            }
+            if e.view.work.state == WorkState::WRAPPING {
+                wrapping = true;
+            }
+        }
+        (live, wrapping)
+    }
+
+    fn effective_agent_state(&self) -> AgentState {
+        match self.has_live_work() {
+            (true, _) if self.agent_base != AgentState::LoggedOut => AgentState::Busy,
+            (false, true) if self.agent_base != AgentState::LoggedOut => {
+                AgentState::WorkingAfterCall
+            }
+            _ => self.agent_base.clone(),
+        }
+    }
+
+    fn agent_view(&self) -> AgentView {
+        AgentView {
+            agent_id: rs(&self.cfg.agent_id),
+            state: self.agent_shown.clone(),
+            pending: self.agent_pending.clone().into(),
+        }
+    }
+
+    /// Raises `AgentStateChanged` when the effective state moved, and applies
+    /// a pending request once the work is over.
+    fn refresh_agent(&mut self, cause: &str) {
+        let (live, wrapping) = self.has_live_work();
+        if !live && !wrapping {
+            if let Some(pending) = self.agent_pending.take() {
+                self.request_agent_state("desktop", None, pending, true);
+            }
+        }
+        let now = self.effective_agent_state();
+        if now != self.agent_shown {
+            self.agent_shown = now;
+            let view = self.agent_view();
+            self.emit(EventKind::AGENT_STATE_CHANGED, |e| {
+                e.agent = ROption::RSome(view);
+                e.cause = rs(cause);
+            });
+        }
+    }
+
+    fn request_agent_state(
+        &mut self,
+        source: &str,
+        request: Option<(u64, Option<tokio::sync::oneshot::Sender<CommandResult>>)>,
+        state: AgentState,
+        from_pending: bool,
+    ) {
+        let (request_id, reply) = match request {
+            Some((id, r)) => (id, r),
+            None => {
+                self.internal_ids += 1;
+                (self.internal_ids, None)
+            }
+        };
+        let refuse = |this: &mut Self, reply, msg: String| {
+            let view = this.agent_view();
+            this.emit(EventKind::AGENT_STATE_REJECTED, |e| {
+                e.agent = ROption::RSome(view);
+                e.cause = rs("BadArgument");
+                e.text = rs(&msg);
+                e.request_id = request_id;
+                e.source = rs(source);
+            });
+            this.reply_now(
+                source,
+                request_id,
+                reply,
+                Err(PluginError::new(ErrorKind::BAD_ARGUMENT, msg)),
+            );
+        };
+        match &state {
+            AgentState::Busy | AgentState::WorkingAfterCall => {
+                let msg = format!(
+                    "{} is derived from the agent's work and cannot be requested",
+                    state.name()
+                );
+                return refuse(self, reply, msg);
+            }
+            AgentState::NotReady(reason) => {
+                if !self.cfg.reason_codes.is_empty()
+                    && !self.cfg.reason_codes.iter().any(|c| c == reason.as_str())
+                {
+                    let msg = if reason.is_empty() {
+                        format!(
+                            "NotReady needs a reason code ({})",
+                            self.cfg.reason_codes.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "unknown reason code \"{reason}\" (configured: {})",
+                            self.cfg.reason_codes.join(", ")
+                        )
+                    };
+                    return refuse(self, reply, msg);
+                }
+            }
+            AgentState::Ready | AgentState::LoggedOut => {}
+        }
+        let (live, wrapping) = self.has_live_work();
+        if (live || wrapping) && !from_pending {
+            self.agent_pending = Some(state.clone());
+            let view = self.agent_view();
+            self.emit(EventKind::AGENT_STATE_PENDING, |e| {
+                e.agent = ROption::RSome(view);
+                e.request_id = request_id;
+                e.source = rs(source);
+                e.text = rs("applied when the current work ends");
+            });
+            return self.reply_now(
+                source,
+                request_id,
+                reply,
+                Ok(Outcome {
+                    call_id: RString::new(),
+                    detail: rs("pending until the current work ends"),
+                }),
+            );
+        }
+        let targets: Vec<usize> = (0..self.connectors.len())
+            .filter(|i| {
+                self.connectors[*i]
+                    .caps
+                    .contains(CommandKind::SET_AGENT_STATE)
+            })
+            .collect();
+        if targets.is_empty() {
+            self.agent_base = state;
+            self.refresh_agent("local");
+            return self.reply_now(source, request_id, reply, Ok(Outcome::default()));
+        }
+        let mut reply = reply;
+        for (n, idx) in targets.into_iter().enumerate() {
+            let mut cmd = Command::new(CommandKind::SET_AGENT_STATE, "");
+            cmd.agent_state = ROption::RSome(state.clone());
+            let rid = if n == 0 {
+                request_id
+            } else {
+                self.internal_ids += 1;
+                self.internal_ids
+            };
+            let r = if n == 0 { reply.take() } else { None };
+            self.dispatch(
+                idx,
+                rid,
+                source,
+                cmd,
+                RString::new(),
+                r,
+                Some(state.clone()),
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn on_submit(
+        &mut self,
+        source: String,
+        request_id: u64,
+        command: Command,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+    ) {
+        let kind = command.kind;
+        tracing::debug!(source, request_id, %kind, call = %command.call_id, "command");
+        if kind == CommandKind::SET_AGENT_STATE {
+            let ROption::RSome(state) = command.agent_state.clone() else {
+                return self.reply_now(
+                    &source,
+                    request_id,
+                    reply,
+                    Err(PluginError::new(
+                        ErrorKind::BAD_ARGUMENT,
+                        "SetAgentState needs agent_state",
+                    )),
+                );
+            };
+            return self.request_agent_state(&source, Some((request_id, reply)), state, false);
+        }
+        if kind == CommandKind::CLEAR_PENDING_STATE {
+            let had = self.agent_pending.take().is_some();
+            if had {
+                let view = self.agent_view();
+                self.emit(EventKind::AGENT_STATE_PENDING, |e| {
+                    e.agent = ROption::RSome(view);
+                    e.text = rs("pending state cleared");
+                    e.request_id = request_id;
+                });
+            }
+            return self.reply_now(&source, request_id, reply, Ok(Outcome::default()));
+        }
+        if kind == CommandKind::END_WRAP_UP {
+            return self.end_wrap_up(&source, request_id, &command, reply);
+        }
+        if kind.is_desktop() || kind.known_name().is_none() {
+            return self.reply_now(
+                &source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::UNSUPPORTED,
+                    format!("{kind} is not supported by this desktop"),
+                )),
+            );
+        }
+        if kind == CommandKind::MAKE_CALL {
+            if command.target.trim().is_empty() {
+                return self.reply_now(
+                    &source,
+                    request_id,
+                    reply,
+                    Err(PluginError::new(
+                        ErrorKind::BAD_ARGUMENT,
+                        "MakeCall needs a target number",
+                    )),
+                );
+            }
+            let target = match self.pick_connector(&command) {
+                Ok(t) => t,
+                Err(e) => return self.reply_now(&source, request_id, reply, Err(e)),
+            };
+            return self.dispatch(
+                target,
+                request_id,
+                &source,
+                command,
+                RString::new(),
+                reply,
+                None,
+            );
+        }
+        // A call command.
+        let Some(entry) = self.find_call(&command) else {
+            return self.reply_now(
+                &source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::UNKNOWN_CALL,
+                    format!("no call \"{}\"", command.call_id),
+                )),
+            );
+        };
+        let (connector, allowed, state, call_id, conn_call_id) = {
+            let e = &self.calls[&entry];
+            (
+                e.connector,
+                e.view.allowed,
+                e.view.state,
+                e.view.call_id.clone(),
+                e.connector_call_id.clone(),
+            )
+        };
+        let caps = self.connectors[connector].caps;
+        if !caps.contains(kind) {
+            let name = self.connectors[connector].name.clone();
+            return self.reply_now(
+                &source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::UNSUPPORTED,
+                    format!("connector \"{name}\" does not support {kind}"),
+                )),
+            );
+        }
+        if !allowed.contains(kind) {
+            return self.reply_now(
+                &source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::INVALID_STATE,
+                    format!("{kind} is not allowed on call \"{call_id}\" while it is {state}"),
+                )),
+            );
+        }
+        let mut cmd = command;
+        cmd.call_id = conn_call_id;
+        if !cmd.other_call_id.is_empty() {
+            if let Some(other) = self.calls.get(&cmd.other_call_id) {
+                cmd.other_call_id = other.connector_call_id.clone();
+            }
+        }
+        if let Some(e) = self.calls.get_mut(&call_id) {
+            match kind {
+                CommandKind::ANSWER => {
+                    let v = RArc::make_mut(&mut e.view);
+                    if v.work.state == WorkState::OFFERED {
+                        v.work.state = WorkState::ACCEPTED;
+                    }
+                }
+                CommandKind::REJECT => e.rejected = true,
+                _ => {}
+            }
+        }
+        self.dispatch(connector, request_id, &source, cmd, call_id, reply, None);
+    }
+
+    fn end_wrap_up(
+        &mut self,
+        source: &str,
+        request_id: u64,
+        command: &Command,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+    ) {
+        let id = command.call_id.clone();
+        let wrapping = self
+            .calls
+            .get(&id)
+            .is_some_and(|e| e.view.work.state == WorkState::WRAPPING);
+        if !wrapping {
+            return self.reply_now(
+                source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::INVALID_STATE,
+                    format!("call \"{id}\" is not in wrap-up"),
+                )),
+            );
+        }
+        if let Some(e) = self.calls.get_mut(&id) {
+            let v = RArc::make_mut(&mut e.view);
+            v.work.state = WorkState::COMPLETED;
+            v.work.wrap_up_remaining_ms = 0;
+        }
+        self.emit_call_simple(EventKind::WORK_ITEM, &id, "wrap-up ended by the agent");
+        self.remove_call(&id);
+        self.refresh_agent("work");
+        self.reply_now(source, request_id, reply, Ok(Outcome::default()));
+    }
+
+    fn find_call(&self, command: &Command) -> Option<RString> {
+        if self.calls.contains_key(&command.call_id) {
+            return Some(command.call_id.clone());
+        }
+        // A connector-qualified name or the connector's own id.
+        self.connectors.iter().enumerate().find_map(|(i, c)| {
+            if !command.connector.is_empty() && command.connector != c.name.as_str() {
+                return None;
+            }
+            self.resolve_call_id(i, &command.call_id)
+        })
+    }
+
+    fn pick_connector(&self, command: &Command) -> Result<usize, PluginError> {
+        if !command.connector.is_empty() {
+            return self
+                .connectors
+                .iter()
+                .position(|c| c.name == command.connector.as_str())
+                .ok_or_else(|| {
+                    PluginError::new(
+                        ErrorKind::BAD_ARGUMENT,
+                        format!("no connector named \"{}\"", command.connector),
+                    )
+                });
+        }
+        self.connectors
+            .iter()
+            .position(|c| c.caps.contains(command.kind) && c.status == "Running")
+            .ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::UNSUPPORTED,
+                    format!("no connector supports {}", command.kind),
+                )
+            })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        connector: usize,
+        request_id: u64,
+        source: &str,
+        command: Command,
+        call_id: RString,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+        agent_state: Option<AgentState>,
+    ) {
+        let kind = command.kind;
+        let slot = &self.connectors[connector];
+        if slot.status != "Running" {
+            let msg = format!(
+                "connector \"{}\" is {}",
+                slot.name,
+                slot.status.to_lowercase()
+            );
+            return self.reply_now(
+                source,
+                request_id,
+                reply,
+                Err(PluginError::new(ErrorKind::UNAVAILABLE, msg)),
+            );
+        }
+        match slot.worker.tx.try_send(ConnectorJob::Execute {
+            request_id,
+            command,
+        }) {
+            Ok(()) => {
+                self.requests.insert(
+                    request_id,
+                    PendingRequest {
+                        source: source.to_owned(),
+                        kind,
+                        call_id,
+                        connector,
+                        reply,
+                        agent_state,
+                    },
+                );
+                let at = Instant::now() + self.settings.execute_timeout;
+                self.timers
+                    .push(Reverse((at, Timer::CommandDeadline(request_id))));
+            }
+            Err(e) => {
+                let why = match e {
+                    TrySendError::Full(_) => "is busy (its mailbox is full)",
+                    TrySendError::Disconnected(_) => "has stopped",
+                };
+                let msg = format!("connector \"{}\" {why}", self.connectors[connector].name);
+                self.reply_now(
+                    source,
+                    request_id,
+                    reply,
+                    Err(PluginError::new(ErrorKind::UNAVAILABLE, msg)),
+                );
+            }
+        }
+    }
+
+    fn on_outcome(&mut self, connector: usize, request_id: u64, result: CommandResult) {
+        let Some(req) = self.requests.remove(&request_id) else {
+            tracing::debug!(
+                connector = self.connectors.get(connector).map(|c| c.name.as_str()),
+                request_id,
+                "late outcome of a timed-out command; ignored"
+            );
+            return;
+        };
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::PANIC {
+                tracing::error!(connector = self.connectors[connector].name, "{e}");
+                self.connectors[connector].faults += 1;
+            }
+            if let Some(call) = self.calls.get_mut(&req.call_id) {
+                // A failed answer or reject leaves the work item as it was.
+                match req.kind {
+                    CommandKind::ANSWER if call.view.work.state == WorkState::ACCEPTED => {
+                        RArc::make_mut(&mut call.view).work.state = WorkState::OFFERED;
+                    }
+                    CommandKind::REJECT => call.rejected = false,
+                    _ => {}
+                }
+            }
+            if req.agent_state.is_some() {
+                let view = self.agent_view();
+                let err = e.clone();
+                self.emit(EventKind::AGENT_STATE_REJECTED, |ev| {
+                    ev.agent = ROption::RSome(view);
+                    ev.cause = rs(&err.kind.to_string());
+                    ev.text = err.message.clone();
+                    ev.request_id = request_id;
+                });
+            }
+        }
+        self.complete(request_id, req, result);
+    }
+
+    fn complete(&mut self, request_id: u64, req: PendingRequest, result: CommandResult) {
+        let source = req.source.clone();
+        let view = self.calls.get(&req.call_id).map(|e| e.view.clone());
+        let connector = rs(&self.connectors[req.connector].name);
+        self.emit_outcome(&source, request_id, req.kind, view, connector, &result);
+        if let Some(tx) = req.reply {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn reply_now(
+        &mut self,
+        source: &str,
+        request_id: u64,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+        result: CommandResult,
+    ) {
+        if let Err(e) = &result {
+            tracing::info!(source, request_id, "command refused: {e}");
+        }
+        self.emit_outcome(
+            source,
+            request_id,
+            CommandKind(u16::MAX),
+            None,
+            RString::new(),
+            &result,
+        );
+        if let Some(tx) = reply {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn emit_outcome(
+        &mut self,
+        source: &str,
+        request_id: u64,
+        kind: CommandKind,
+        view: Option<RArc<CallView>>,
+        connector: RString,
+        result: &CommandResult,
+    ) {
+        let mut attrs = vec![KeyValue::new("requester", source)];
+        if kind.known_name().is_some() {
+            attrs.push(KeyValue::new("command", kind.to_string()));
+        }
+        let (ek, cause, text) = match result {
+            Ok(o) => {
+                if !o.call_id.is_empty() {
+                    attrs.push(KeyValue::new("new_call_id", o.call_id.clone()));
+                }
+                (
+                    EventKind::COMMAND_COMPLETED,
+                    RString::new(),
+                    o.detail.clone(),
+                )
+            }
+            Err(e) => (
+                EventKind::COMMAND_FAILED,
+                rs(&e.kind.to_string()),
+                e.message.clone(),
+            ),
+        };
+        self.emit(ek, |e| {
+            e.request_id = request_id;
+            e.call = view.into();
+            e.source = connector;
+            e.cause = cause;
+            e.text = text;
+            e.attrs = RVec::from(attrs);
+        });
+    }
+
+    fn on_fault(&mut self, plugin: PluginId, during: &'static str, error: PluginError) {
+        let (name, faults) = match plugin {
+            PluginId::Connector(i) => {
+                let c = &mut self.connectors[i];
+                c.faults += 1;
+                if during == "start" {
+                    c.status = "Faulted";
+                }
+                (c.name.clone(), c.faults)
+            }
+            PluginId::Control(i) => {
+                let c = &mut self.controls[i];
+                c.faults += 1;
+                if during == "start" {
+                    c.status = "Faulted";
+                }
+                (c.name.clone(), c.faults)
+            }
+        };
+        tracing::error!(plugin = name, during, faults, "plugin failed: {error}");
+        if during == "start" {
+            self.emit(EventKind::PLUGIN_STATUS, |e| {
+                e.source = rs(&name);
+                e.text = rs("Faulted");
+                e.cause = rs(&format!("{during}: {error}"));
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- snapshot, shutdown
+
+    /// The whole desktop, for a control's start or resync.
+    pub fn snapshot(&self) -> DesktopSnapshot {
+        let mut calls: Vec<RArc<CallView>> = self.calls.values().map(|e| e.view.clone()).collect();
+        calls.sort_by(|a, b| {
+            a.started_ms
+                .cmp(&b.started_ms)
+                .then_with(|| a.call_id.cmp(&b.call_id))
+        });
+        let mut plugins: Vec<PluginStatusView> = self
+            .connectors
+            .iter()
+            .map(|c| PluginStatusView {
+                name: rs(&c.name),
+                kind: rs("connector"),
+                version: rs(&c.version),
+                status: rs(c.status),
+                link: rs(c.link),
+                channel: rs(&c.channel),
+                capabilities: c.caps,
+            })
+            .collect();
+        plugins.extend(self.controls.iter().map(|c| PluginStatusView {
+            name: rs(&c.name),
+            kind: rs("control"),
+            version: rs(&c.version),
+            status: rs(c.status),
+            link: RString::new(),
+            channel: RString::new(),
+            capabilities: Capabilities::NONE,
+        }));
+        DesktopSnapshot {
+            seq: self.seq,
+            agent: self.agent_view(),
+            calls: RVec::from(calls),
+            sessions: RVec::new(),
+            plugins: RVec::from(plugins),
+            reason_codes: self.cfg.reason_codes.iter().map(|s| rs(s)).collect(),
+            dispositions: self.cfg.dispositions.iter().map(|s| rs(s)).collect(),
+        }
+    }
+
+    /// Stops connectors first (their last events are still delivered), then
+    /// the controls.
+    fn shutdown(&mut self, inbox: &Receiver<DesktopMsg>) {
+        self.emit(EventKind::DESKTOP_STOPPING, |_| {});
+        for c in &self.connectors {
+            let _ = c.worker.tx.try_send(ConnectorJob::Stop);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for i in 0..self.connectors.len() {
+            loop {
+                // Keep serving events while waiting, so a connector blocked in
+                // `emit` can finish.
+                while let Ok(m) = inbox.try_recv() {
+                    self.handle_during_shutdown(m);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if self.connectors[i]
+                    .worker
+                    .join_within(Duration::from_millis(20).min(left))
+                    || left.is_zero()
+                {
+                    break;
+                }
+            }
+            if self.connectors[i].worker.thread.is_some() {
+                tracing::warn!(
+                    connector = self.connectors[i].name,
+                    "connector did not stop in time; abandoned"
+                );
+            }
+            self.connectors[i].status = "Stopped";
+        }
+        while let Ok(m) = inbox.try_recv() {
+            self.handle_during_shutdown(m);
+        }
+        for c in &self.controls {
+            let _ = c
+                .worker
+                .tx
+                .send_timeout(ControlJob::Stop, Duration::from_secs(1));
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for c in &mut self.controls {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !c.worker.join_within(left) {
+                tracing::warn!(control = c.name, "control did not stop in time; abandoned");
+            }
+        }
+        for (_, req) in self.requests.drain() {
+            if let Some(tx) = req.reply {
+                let _ = tx.send(Err(PluginError::new(
+                    ErrorKind::UNAVAILABLE,
+                    "the desktop stopped",
+                )));
+            }
+        }
+    }
+
+    fn handle_during_shutdown(&mut self, m: DesktopMsg) {
+        match m {
+            DesktopMsg::Submit {
+                source,
+                request_id,
+                reply,
+                ..
+            } => self.reply_now(
+                &source,
+                request_id,
+                reply,
+                Err(PluginError::new(
+                    ErrorKind::UNAVAILABLE,
+                    "the desktop is stopping",
+                )),
+            ),
+            DesktopMsg::Shutdown => {}
+            other => self.handle(other),
+        }
+    }
+}
+
+fn set_party(view: &mut CallView, id: &RString, state: ConnectionState) {
+    if id.is_empty() {
+        return;
+    }
+    if let Some(p) = view.parties.iter_mut().find(|p| p.id == *id) {
+        p.state = state;
+    } else {
+        view.parties.push(Party {
+            id: id.clone(),
+            state,
+        });
+    }
+}
+
+fn merge_data(into: &mut RVec<KeyValue>, from: &RVec<KeyValue>) {
+    for kv in from.iter() {
+        if let Some(existing) = into.iter_mut().find(|e| e.key == kv.key) {
+            existing.value = kv.value.clone();
+        } else {
+            into.push(kv.clone());
+        }
+    }
+}

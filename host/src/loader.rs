@@ -1,0 +1,651 @@
+//! Finds, checks and loads plugin libraries.
+//!
+//! Order of checks, each refusal one line naming the path:
+//! 1. the file exists and is a regular file;
+//! 2. a private copy is made (so a rebuild that rewrites the file in place
+//!    never changes the code under a running plugin, and a reload gets a
+//!    fresh image: `dlopen` of an already-open path returns the old one);
+//! 3. the copy is a well-formed ELF shared object for this machine whose
+//!    LOAD segments lie inside the file (`dlopen` of a truncated library
+//!    kills the process with SIGBUS instead of returning an error);
+//! 4. abi_stable opens it, finds the root module, and checks the version
+//!    and layout of everything reachable from it;
+//! 5. the plugin-api semver it was built against is compatible (same major,
+//!    minor ≤ the host's), and its own version meets the manifest's
+//!    requirement.
+//!
+//! Libraries are never unloaded (abi_stable leaks them by design). The
+//! private copies live in a per-process directory removed at exit.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use cti_plugin_api::{Capabilities, PluginKinds, PluginModRef, API_VERSION};
+
+use crate::manifest::{library_file_name, HostedControl};
+
+/// Why a library was refused.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The library path (or the name that could not be resolved).
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn refuse(path: &Path, reason: impl Into<String>) -> LoadError {
+    LoadError {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// A plugin's description, in host types.
+#[derive(Debug, Clone)]
+pub struct PluginMeta {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: semver::Version,
+    /// One line.
+    pub description: String,
+    /// Connector, control or both.
+    pub kinds: PluginKinds,
+    /// The plugin-api version it was built against.
+    pub api_version: semver::Version,
+    /// Declared connector capabilities.
+    pub capabilities: Capabilities,
+}
+
+/// A loaded, checked library.
+#[derive(Clone)]
+pub struct Library {
+    /// The file the manifest named.
+    pub path: PathBuf,
+    /// The private copy that was opened.
+    pub loaded_from: PathBuf,
+    /// Its description.
+    pub meta: PluginMeta,
+    /// Its root module.
+    pub module: PluginModRef,
+}
+
+impl fmt::Debug for Library {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// Where private copies of libraries go; removed when dropped.
+#[derive(Debug)]
+pub struct ShadowDir {
+    dir: PathBuf,
+}
+
+static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl ShadowDir {
+    /// Creates `$XDG_RUNTIME_DIR/cti-host/libs-<pid>` (or under the temp
+    /// dir), owner-only, and removes copies left by processes that are gone.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn create() -> std::io::Result<Self> {
+        let root = runtime_dir();
+        std::fs::create_dir_all(&root)?;
+        set_mode(&root, 0o700);
+        clean_stale(&root);
+        let dir = root.join(format!("libs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        set_mode(&dir, 0o700);
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn copy(&self, src: &Path) -> std::io::Result<PathBuf> {
+        let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let stem = src
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".to_owned());
+        let dst = self.dir.join(format!("{n}-{stem}"));
+        std::fs::copy(src, &dst)?;
+        Ok(dst)
+    }
+}
+
+impl Drop for ShadowDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The host's runtime directory (sockets, library copies).
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("cti-host"),
+        _ => std::env::temp_dir().join(format!("cti-host-{}", current_uid())),
+    }
+}
+
+fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}
+
+/// Removes `libs-<pid>` directories whose process is gone.
+fn clean_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("libs-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Resolves a hosted control's `library` to a file: a path (containing a
+/// separator) is taken as is, relative to the manifest's folder; a base name
+/// becomes the platform's file name, searched in the plugin directories.
+///
+/// # Errors
+/// When no file exists, naming every place searched.
+pub fn resolve(
+    hc: &HostedControl,
+    plugin_dirs: &[PathBuf],
+    manifest_dir: &Path,
+) -> Result<PathBuf, LoadError> {
+    let lib = hc.library.as_str();
+    if lib.contains('/') || lib.contains('\\') {
+        let p = PathBuf::from(lib);
+        let p = if p.is_absolute() {
+            p
+        } else {
+            manifest_dir.join(p)
+        };
+        return if p.exists() {
+            Ok(p)
+        } else {
+            Err(refuse(&p, "no such file"))
+        };
+    }
+    let file = library_file_name(lib);
+    for dir in plugin_dirs {
+        let p = dir.join(&file);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    let searched: Vec<String> = plugin_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    Err(refuse(
+        Path::new(&file),
+        format!(
+            "not found in the plugin directories ({})",
+            if searched.is_empty() {
+                "none configured".to_owned()
+            } else {
+                searched.join(", ")
+            }
+        ),
+    ))
+}
+
+/// Loads a library and checks it, without checking the manifest's version
+/// requirement (see [`check_requirement`]).
+///
+/// # Errors
+/// A [`LoadError`] naming the path and the first check that failed.
+pub fn load(path: &Path, shadow: &ShadowDir) -> Result<Library, LoadError> {
+    let meta = std::fs::metadata(path).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse(path, "not a regular file"));
+    }
+    let copy = shadow
+        .copy(path)
+        .map_err(|e| refuse(path, format!("cannot copy for loading: {e}")))?;
+    let result = load_copy(path, &copy);
+    if result.is_err() {
+        // A refused copy was never opened (or its image is leaked anyway);
+        // its file is not needed.
+        let _ = std::fs::remove_file(&copy);
+    }
+    result
+}
+
+fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
+    let bytes = std::fs::read(copy).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+    check_object_file(&bytes).map_err(|r| refuse(path, r))?;
+    drop(bytes);
+
+    let header = lib_header_from_path(copy).map_err(|e| refuse(path, describe(&e)))?;
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| refuse(path, describe(&e)))?;
+    let info = (module.info())();
+    let api_version = semver::Version::parse(info.api_version.as_str()).map_err(|e| {
+        refuse(
+            path,
+            format!(
+                "plugin reports a bad plugin-api version \"{}\": {e}",
+                info.api_version
+            ),
+        )
+    })?;
+    let host_api = host_api_version();
+    if api_version.major != host_api.major || api_version.minor > host_api.minor {
+        return Err(refuse(
+            path,
+            format!(
+                "built against cti-plugin-api {api_version}, incompatible with this host's {host_api} (same major and a minor no newer than the host's are required)"
+            ),
+        ));
+    }
+    let version = semver::Version::parse(info.version.as_str()).map_err(|e| {
+        refuse(
+            path,
+            format!("plugin reports a bad version \"{}\": {e}", info.version),
+        )
+    })?;
+    Ok(Library {
+        path: path.to_path_buf(),
+        loaded_from: copy.to_path_buf(),
+        meta: PluginMeta {
+            name: info.name.into_string(),
+            version,
+            description: info.description.into_string(),
+            kinds: info.kinds,
+            api_version,
+            capabilities: info.capabilities,
+        },
+        module,
+    })
+}
+
+/// The host's plugin-api version.
+pub fn host_api_version() -> semver::Version {
+    semver::Version::parse(API_VERSION).unwrap_or_else(|_| semver::Version::new(1, 0, 0))
+}
+
+/// Checks a loaded library against its hosted control: the version
+/// requirement and the kind.
+///
+/// # Errors
+/// Naming the path, the plugin and what was required.
+pub fn check_requirement(lib: &Library, hc: &HostedControl) -> Result<(), LoadError> {
+    if !hc.version.matches(&lib.meta.version) {
+        return Err(refuse(
+            &lib.path,
+            format!(
+                "plugin {} {} does not meet the version requirement \"{}\" of hosted control \"{}\"",
+                lib.meta.name, lib.meta.version, hc.version, hc.name
+            ),
+        ));
+    }
+    let want = match hc.kind {
+        crate::manifest::ControlType::Connector => PluginKinds::CONNECTOR,
+        crate::manifest::ControlType::Control => PluginKinds::CONTROL,
+    };
+    if !lib.meta.kinds.contains(want) {
+        return Err(refuse(
+            &lib.path,
+            format!(
+                "plugin {} provides no {} (it provides: {}), but hosted control \"{}\" is a {}",
+                lib.meta.name,
+                hc.kind.name(),
+                lib.meta.kinds.names().join(", "),
+                hc.name,
+                hc.kind.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns abi_stable's errors into one line.
+fn describe(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { err, .. } => {
+            format!("not a loadable shared library: {}", one_line(&err.to_string()))
+        }
+        LibraryError::GetSymbolError { .. } => {
+            "not a CTI Host plugin: the library exports no abi_stable root module (build it with cti_plugin_api::export_plugin!)".to_owned()
+        }
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "built against cti-plugin-api {actual_version}, incompatible with this host's {expected_version}"
+        ),
+        LibraryError::ParseVersionError(err) => format!("bad version strings in the library: {err}"),
+        LibraryError::AbiInstability(err) => format!(
+            "incompatible plugin ABI (the layout of the plugin's types differs from the host's): {}",
+            first_lines(&err.to_string(), 6)
+        ),
+        LibraryError::InvalidAbiHeader(h) => format!(
+            "built with an incompatible abi_stable (header {h:?}); rebuild against cti-plugin-api {}",
+            API_VERSION
+        ),
+        LibraryError::InvalidCAbi { expected, found } => {
+            format!("incompatible C ABI: expected {expected}, found {found}")
+        }
+        LibraryError::RootModule { err, .. } => format!("the plugin's root module failed: {err}"),
+        LibraryError::Many(errs) => errs.iter().map(describe).collect::<Vec<_>>().join("; "),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Checks that `bytes` is a shared object this process can map safely.
+///
+/// # Errors
+/// One line saying what is wrong.
+pub fn check_object_file(bytes: &[u8]) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        elf::check(bytes)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = bytes;
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod elf {
+    //! Just enough ELF to know that `dlopen` will not read past the file.
+
+    const ET_DYN: u16 = 3;
+    const PT_LOAD: u32 = 1;
+
+    fn host_machine() -> Option<u16> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(62),
+            "aarch64" => Some(183),
+            "x86" => Some(3),
+            "arm" => Some(40),
+            "riscv64" => Some(243),
+            "powerpc64" => Some(21),
+            "s390x" => Some(22),
+            "loongarch64" => Some(258),
+            _ => None,
+        }
+    }
+
+    fn machine_name(m: u16) -> String {
+        match m {
+            62 => "x86_64".into(),
+            183 => "aarch64".into(),
+            3 => "x86".into(),
+            40 => "arm".into(),
+            243 => "riscv".into(),
+            21 => "powerpc64".into(),
+            22 => "s390".into(),
+            258 => "loongarch".into(),
+            other => format!("machine {other}"),
+        }
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        little: bool,
+    }
+
+    impl Reader<'_> {
+        fn bytes<const N: usize>(&self, at: usize) -> Result<[u8; N], String> {
+            self.b
+                .get(at..at + N)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "truncated: the file ends at byte {} inside its ELF headers",
+                        self.b.len()
+                    )
+                })
+        }
+        fn u16(&self, at: usize) -> Result<u16, String> {
+            let a = self.bytes::<2>(at)?;
+            Ok(if self.little {
+                u16::from_le_bytes(a)
+            } else {
+                u16::from_be_bytes(a)
+            })
+        }
+        fn u32(&self, at: usize) -> Result<u32, String> {
+            let a = self.bytes::<4>(at)?;
+            Ok(if self.little {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            })
+        }
+        fn u64(&self, at: usize) -> Result<u64, String> {
+            let a = self.bytes::<8>(at)?;
+            Ok(if self.little {
+                u64::from_le_bytes(a)
+            } else {
+                u64::from_be_bytes(a)
+            })
+        }
+        fn word(&self, at: usize, wide: bool) -> Result<u64, String> {
+            if wide {
+                self.u64(at)
+            } else {
+                self.u32(at).map(u64::from)
+            }
+        }
+    }
+
+    pub fn check(b: &[u8]) -> Result<(), String> {
+        if b.len() < 16 || &b[..4] != b"\x7fELF" {
+            return Err("not a shared library: no ELF header".into());
+        }
+        let wide = match b[4] {
+            1 => false,
+            2 => true,
+            c => return Err(format!("not a shared library: bad ELF class {c}")),
+        };
+        if wide != cfg!(target_pointer_width = "64") {
+            return Err(format!(
+                "built for {}-bit, this host is {}-bit",
+                if wide { 64 } else { 32 },
+                if cfg!(target_pointer_width = "64") {
+                    64
+                } else {
+                    32
+                }
+            ));
+        }
+        let little = match b[5] {
+            1 => true,
+            2 => false,
+            d => return Err(format!("not a shared library: bad ELF data encoding {d}")),
+        };
+        if little != cfg!(target_endian = "little") {
+            return Err("built for the other byte order".into());
+        }
+        let r = Reader { b, little };
+        let e_type = r.u16(16)?;
+        if e_type != ET_DYN {
+            return Err(format!(
+                "not a shared library: ELF type {e_type} ({})",
+                match e_type {
+                    1 => "relocatable object",
+                    2 => "executable",
+                    4 => "core dump",
+                    _ => "unknown",
+                }
+            ));
+        }
+        let machine = r.u16(18)?;
+        if let Some(host) = host_machine() {
+            if machine != host {
+                return Err(format!(
+                    "built for {}, this host is {}",
+                    machine_name(machine),
+                    machine_name(host)
+                ));
+            }
+        }
+        let (phoff, phentsize, phnum, shoff, shentsize, shnum) = if wide {
+            (
+                r.u64(32)?,
+                r.u16(54)?,
+                r.u16(56)?,
+                r.u64(40)?,
+                r.u16(58)?,
+                r.u16(60)?,
+            )
+        } else {
+            (
+                u64::from(r.u32(28)?),
+                r.u16(42)?,
+                r.u16(44)?,
+                u64::from(r.u32(32)?),
+                r.u16(46)?,
+                r.u16(48)?,
+            )
+        };
+        let len = b.len() as u64;
+        let table_end =
+            |off: u64, size: u16, n: u16| off.saturating_add(u64::from(size) * u64::from(n));
+        if table_end(phoff, phentsize, phnum) > len {
+            return Err(format!(
+                "truncated: program headers end at byte {} but the file has {len} bytes (still being written?)",
+                table_end(phoff, phentsize, phnum)
+            ));
+        }
+        if shnum > 0 && table_end(shoff, shentsize, shnum) > len {
+            return Err(format!(
+                "truncated: section headers end at byte {} but the file has {len} bytes (still being written?)",
+                table_end(shoff, shentsize, shnum)
+            ));
+        }
+        let mut loads = 0;
+        for i in 0..usize::from(phnum) {
+            let at = usize::try_from(phoff).map_err(|_| "bad program header offset".to_string())?
+                + i * usize::from(phentsize);
+            if r.u32(at)? != PT_LOAD {
+                continue;
+            }
+            loads += 1;
+            let (offset, filesz) = if wide {
+                (r.word(at + 8, true)?, r.word(at + 32, true)?)
+            } else {
+                (r.word(at + 4, false)?, r.word(at + 16, false)?)
+            };
+            let end = offset.saturating_add(filesz);
+            if end > len {
+                return Err(format!(
+                    "truncated: LOAD segment {i} ends at byte {end} but the file has {len} bytes (still being written?)"
+                ));
+            }
+        }
+        if loads == 0 {
+            return Err("not a shared library: no LOAD segments".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn this_exe() -> Vec<u8> {
+        // The test binary is an ELF file of this machine (ET_DYN when PIE).
+        std::fs::read(std::env::current_exe().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn refuses_non_elf() {
+        let e = check_object_file(b"#!/bin/sh\necho hi\n").unwrap_err();
+        assert!(e.contains("no ELF header"), "{e}");
+    }
+
+    #[test]
+    fn refuses_truncated() {
+        let b = this_exe();
+        if u16::from_le_bytes([b[16], b[17]]) != 3 {
+            return; // not a PIE test binary; nothing to check here
+        }
+        check_object_file(&b).unwrap();
+        let e = check_object_file(&b[..b.len() / 2]).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+        let e = check_object_file(&b[..40]).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn refuses_wrong_machine() {
+        let mut b = this_exe();
+        if u16::from_le_bytes([b[16], b[17]]) != 3 {
+            return;
+        }
+        b[18] = 0x99;
+        b[19] = 0;
+        let e = check_object_file(&b).unwrap_err();
+        assert!(e.contains("built for"), "{e}");
+    }
+}

@@ -1,0 +1,693 @@
+//! The TOML manifest: raw serde structs ([`raw`]) checked into the wiring the
+//! host runs ([`Manifest`]). Every problem names file, line and column, and
+//! all of them are reported at once.
+
+mod raw;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use cti_plugin_api::{AgentState, ConnectionModel};
+
+use raw::{OneOrMany, RawManifest};
+
+/// A manifest problem at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in one manifest.
+#[derive(Debug)]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
+/// Kinds of hosted control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// Talks to a communications system.
+    Connector,
+    /// What the agent touches.
+    Control,
+}
+
+impl ControlType {
+    /// `connector` or `control`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connector => "connector",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// A place in the manifest, kept for errors found after parsing (loading).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One `[[hosted_control]]`, checked.
+#[derive(Debug, Clone)]
+pub struct HostedControl {
+    /// Unique name.
+    pub name: String,
+    /// Connector or control.
+    pub kind: ControlType,
+    /// Library base name (`sim_connector`) or a path.
+    pub library: String,
+    /// Semver requirement on the plugin's version.
+    pub version: semver::VersionReq,
+    /// USD-style display group (informational for controls).
+    pub display_group: String,
+    /// Instance-based (push) or polling.
+    pub connection: ConnectionModel,
+    /// Poll interval for the polling model.
+    pub poll_interval_ms: u64,
+    /// Channel of a connector (`voice`, `chat`…).
+    pub channel: String,
+    /// Expected SHA-256 of the library file (hex), if pinned.
+    pub sha256: Option<String>,
+    /// The `settings` table, as TOML text for the plugin.
+    pub settings: String,
+    /// Where the entry's `library` key is, for load errors.
+    pub location: Location,
+}
+
+/// `[host]`, checked.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Directories searched for plugin libraries, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Watch plugin files and reload them.
+    pub hot_reload: bool,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// The `cti-host ctl` socket path (None: the default under the runtime dir).
+    pub ctl_socket: Option<PathBuf>,
+    /// How long a connector's `execute` may take.
+    pub execute_timeout_ms: u64,
+    /// Capacity of each control's event queue.
+    pub control_queue: usize,
+    /// How long the desktop waits on a full control queue before it
+    /// declares the control lagging and resynchronises it later.
+    pub lag_timeout_ms: u64,
+    /// Capacity of the desktop's inbox (connector events, commands).
+    pub inbox_capacity: usize,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[desktop]`, checked.
+#[derive(Debug, Clone)]
+pub struct DesktopSettings {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent state at start.
+    pub initial_agent_state: AgentState,
+    /// NotReady reason codes.
+    pub reason_codes: Vec<String>,
+    /// Disposition codes for wrap-up.
+    pub dispositions: Vec<String>,
+    /// Answer alerting inbound calls automatically.
+    pub auto_answer: bool,
+    /// Live calls at once (0 = unlimited).
+    pub max_concurrent_calls: u32,
+    /// After-call work, seconds (0 = none).
+    pub wrap_up_seconds: u64,
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[host]`.
+    pub host: HostSettings,
+    /// `[desktop]`.
+    pub desktop: DesktopSettings,
+    /// `[[hosted_control]]`, in file order.
+    pub hosted_controls: Vec<HostedControl>,
+}
+
+/// Maps byte offsets to 1-based line and column.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let column = self.text[start..offset].chars().count() + 1;
+        (line, column)
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    index: LineIndex<'a>,
+    errors: Vec<ManifestError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, column) = span.map_or((0, 0), |s| self.index.position(s.start));
+        self.errors.push(ManifestError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn location(&self, span: Range<usize>) -> Location {
+        let (line, column) = self.index.position(span.start);
+        Location {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+}
+
+/// Reads and checks a manifest file.
+///
+/// # Errors
+/// Every problem, each with file, line and column.
+pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ManifestErrors(vec![ManifestError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the manifest: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Checks manifest text; `path` names it in errors and anchors relative paths.
+///
+/// # Errors
+/// Every problem, each with file, line and column.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
+    let mut ck = Checker {
+        file: path,
+        index: LineIndex::new(text),
+        errors: Vec::new(),
+    };
+    let raw: RawManifest = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let msg = e.message().trim().to_owned();
+            ck.error(e.span(), msg);
+            return Err(ManifestErrors(ck.errors));
+        }
+    };
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+
+    let host = check_host(&mut ck, &base, raw.host);
+    let desktop = check_desktop(&mut ck, raw.desktop);
+    let mut hosted_controls = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for hc in raw.hosted_control {
+        let name_span = hc.name.span();
+        let name = hc.name.into_inner();
+        if name.trim().is_empty() {
+            ck.error(Some(name_span.clone()), "hosted control name is empty");
+        }
+        if let Some(first_line) = seen.get(&name) {
+            ck.error(
+                Some(name_span.clone()),
+                format!(
+                    "duplicate hosted control name \"{name}\" (first defined on line {first_line})"
+                ),
+            );
+        } else {
+            seen.insert(name.clone(), ck.index.position(name_span.start).0);
+        }
+        let kind = match hc.kind.get_ref().as_str() {
+            "connector" => ControlType::Connector,
+            "control" => ControlType::Control,
+            other => {
+                ck.error(
+                    Some(hc.kind.span()),
+                    format!("hosted control \"{name}\": type must be \"connector\" or \"control\", not \"{other}\""),
+                );
+                ControlType::Control
+            }
+        };
+        let version = match &hc.version {
+            None => semver::VersionReq::STAR,
+            Some(v) => match semver::VersionReq::parse(v.get_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    ck.error(
+                        Some(v.span()),
+                        format!(
+                            "hosted control \"{name}\": bad version requirement \"{}\": {e}",
+                            v.get_ref()
+                        ),
+                    );
+                    semver::VersionReq::STAR
+                }
+            },
+        };
+        let connection = match hc
+            .connection
+            .as_ref()
+            .map(|c| (c.get_ref().as_str(), c.span()))
+        {
+            None | Some(("instance", _)) => ConnectionModel::Instance,
+            Some(("polling", _)) => ConnectionModel::Polling,
+            Some((other, span)) => {
+                ck.error(
+                    Some(span),
+                    format!("hosted control \"{name}\": connection must be \"instance\" or \"polling\", not \"{other}\""),
+                );
+                ConnectionModel::Instance
+            }
+        };
+        let poll_interval_ms = match &hc.poll_interval_ms {
+            None => 100,
+            Some(p) if *p.get_ref() == 0 => {
+                ck.error(
+                    Some(p.span()),
+                    format!("hosted control \"{name}\": poll_interval_ms must be at least 1"),
+                );
+                100
+            }
+            Some(p) => *p.get_ref(),
+        };
+        let sha256 = hc.sha256.as_ref().map(|s| {
+            let v = s.get_ref().trim().to_ascii_lowercase();
+            if v.len() != 64 || !v.chars().all(|c| c.is_ascii_hexdigit()) {
+                ck.error(
+                    Some(s.span()),
+                    format!("hosted control \"{name}\": sha256 must be 64 hex digits"),
+                );
+            }
+            v
+        });
+        let library = hc.library.get_ref().trim().to_owned();
+        if library.is_empty() {
+            ck.error(
+                Some(hc.library.span()),
+                format!("hosted control \"{name}\": library is empty"),
+            );
+        }
+        let settings = match toml::to_string(&hc.settings) {
+            Ok(s) => s,
+            Err(e) => {
+                ck.error(
+                    Some(name_span.clone()),
+                    format!("hosted control \"{name}\": settings: {e}"),
+                );
+                String::new()
+            }
+        };
+        let location = ck.location(hc.library.span());
+        hosted_controls.push(HostedControl {
+            name,
+            kind,
+            library,
+            version,
+            display_group: hc.display_group.unwrap_or_else(|| match kind {
+                ControlType::Connector => "HiddenPanel".to_owned(),
+                ControlType::Control => "MainPanel".to_owned(),
+            }),
+            connection,
+            poll_interval_ms,
+            channel: hc.channel.unwrap_or_else(|| "voice".to_owned()),
+            sha256,
+            settings,
+            location,
+        });
+    }
+    if ck.errors.is_empty() {
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            host,
+            desktop,
+            hosted_controls,
+        })
+    } else {
+        Err(ManifestErrors(ck.errors))
+    }
+}
+
+fn check_host(ck: &mut Checker<'_>, base: &Path, raw: raw::RawHost) -> HostSettings {
+    let plugin_dirs = match raw.plugin_dir {
+        None => default_plugin_dirs(),
+        Some(dirs) => {
+            let list = match dirs.into_inner() {
+                OneOrMany::One(d) => vec![d],
+                OneOrMany::Many(v) => v,
+            };
+            list.into_iter()
+                .map(|d| {
+                    let p = PathBuf::from(expand_vars(&d));
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        base.join(p)
+                    }
+                })
+                .collect()
+        }
+    };
+    let log_format = match raw.log_format {
+        None => LogFormat::Text,
+        Some(f) => match f.get_ref().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                ck.error(
+                    Some(f.span()),
+                    format!("log_format must be \"text\" or \"json\", not \"{other}\""),
+                );
+                LogFormat::Text
+            }
+        },
+    };
+    let mut positive = |v: Option<toml::Spanned<u64>>, key: &str, default: u64| match v {
+        None => default,
+        Some(s) if *s.get_ref() == 0 => {
+            ck.error(Some(s.span()), format!("{key} must be at least 1"));
+            default
+        }
+        Some(s) => *s.get_ref(),
+    };
+    let control_queue = positive(raw.control_queue, "control_queue", 65_536) as usize;
+    let inbox_capacity = positive(raw.inbox_capacity, "inbox_capacity", 65_536) as usize;
+    HostSettings {
+        plugin_dirs,
+        hot_reload: raw.hot_reload.unwrap_or(false),
+        log_format,
+        ctl_socket: raw.ctl_socket.map(|s| {
+            let p = PathBuf::from(expand_vars(&s));
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        }),
+        execute_timeout_ms: raw.execute_timeout_ms.unwrap_or(5_000).max(1),
+        control_queue,
+        lag_timeout_ms: raw.lag_timeout_ms.unwrap_or(1_000),
+        inbox_capacity,
+    }
+}
+
+fn check_desktop(ck: &mut Checker<'_>, raw: raw::RawDesktop) -> DesktopSettings {
+    let reason_codes = raw.reason_codes.unwrap_or_else(|| {
+        ["Break", "Lunch", "Meeting", "Training"]
+            .map(String::from)
+            .to_vec()
+    });
+    let initial_agent_state = match raw.initial_agent_state {
+        None => AgentState::Ready,
+        Some(s) => match AgentState::parse(s.get_ref()) {
+            Some(AgentState::Busy | AgentState::WorkingAfterCall) | None => {
+                ck.error(
+                    Some(s.span()),
+                    format!(
+                        "initial_agent_state must be Ready, LoggedOut or NotReady(Reason), not \"{}\"",
+                        s.get_ref()
+                    ),
+                );
+                AgentState::Ready
+            }
+            Some(AgentState::NotReady(r)) if !reason_codes.iter().any(|c| *c == *r) => {
+                ck.error(
+                    Some(s.span()),
+                    format!(
+                        "initial_agent_state: reason \"{r}\" is not one of reason_codes ({})",
+                        reason_codes.join(", ")
+                    ),
+                );
+                AgentState::Ready
+            }
+            Some(state) => state,
+        },
+    };
+    DesktopSettings {
+        agent_id: raw.agent_id.unwrap_or_else(|| "agent".to_owned()),
+        initial_agent_state,
+        reason_codes,
+        dispositions: raw.dispositions.unwrap_or_else(|| {
+            ["Resolved", "Callback", "Escalated"]
+                .map(String::from)
+                .to_vec()
+        }),
+        auto_answer: raw.auto_answer.unwrap_or(false),
+        max_concurrent_calls: raw.max_concurrent_calls.unwrap_or(0),
+        wrap_up_seconds: raw.wrap_up_seconds.unwrap_or(0),
+    }
+}
+
+/// The default plugin directory: the folder of the running executable.
+fn default_plugin_dirs() -> Vec<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect()
+}
+
+/// Expands `${VAR}` from the environment (unset variables expand to nothing).
+fn expand_vars(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('}') {
+            Some(end) => {
+                let var = &rest[start + 2..start + 2 + end];
+                out.push_str(&std::env::var(var).unwrap_or_default());
+                rest = &rest[start + 3 + end..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The platform's file name for a library base name.
+pub fn library_file_name(base: &str) -> String {
+    if cfg!(target_os = "windows") {
+        format!("{base}.dll")
+    } else if cfg!(target_os = "macos") {
+        format!("lib{base}.dylib")
+    } else {
+        format!("lib{base}.so")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Manifest, ManifestErrors> {
+        parse(Path::new("dir/m.toml"), text)
+    }
+
+    fn one_error(text: &str) -> String {
+        let e = check(text).expect_err("manifest should be refused");
+        assert_eq!(e.0.len(), 1, "{e}");
+        e.0[0].to_string()
+    }
+
+    const OK: &str = r#"
+[host]
+plugin_dir = "plugins"
+
+[desktop]
+agent_id = "a1"
+initial_agent_state = "NotReady(Break)"
+
+[[hosted_control]]
+name = "Phone"
+type = "connector"
+library = "sim_connector"
+version = "^0.1"
+connection = "polling"
+poll_interval_ms = 50
+[hosted_control.settings]
+calls_per_minute = 5
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = check(OK).unwrap();
+        assert_eq!(m.host.plugin_dirs, vec![PathBuf::from("dir/plugins")]);
+        assert_eq!(
+            m.desktop.initial_agent_state,
+            AgentState::NotReady("Break".into())
+        );
+        let hc = &m.hosted_controls[0];
+        assert_eq!(hc.kind, ControlType::Connector);
+        assert_eq!(hc.connection, ConnectionModel::Polling);
+        assert_eq!(hc.poll_interval_ms, 50);
+        assert!(hc.settings.contains("calls_per_minute = 5"));
+        assert_eq!(hc.location.line, 11);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = one_error("[host]\nhot_reload = tru\n");
+        assert!(e.starts_with("dir/m.toml:2:14: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_at_its_line() {
+        let e = one_error("[desktop]\nagent_id = \"a\"\ncolour = 3\n");
+        assert!(e.starts_with("dir/m.toml:3:1: "), "{e}");
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = one_error("[[hosted_control]]\nname = \"x\"\ntype = \"control\"\n");
+        assert!(e.contains("missing field `library`"), "{e}");
+        assert!(e.starts_with("dir/m.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_bad_semver_are_all_reported() {
+        let text = r#"
+[[hosted_control]]
+name = "A"
+type = "control"
+library = "x"
+
+[[hosted_control]]
+name = "A"
+type = "control"
+library = "y"
+version = "not-a-req"
+"#;
+        let e = check(text).unwrap_err();
+        let all = e.to_string();
+        assert_eq!(e.0.len(), 2, "{all}");
+        assert!(
+            all.contains(
+                "dir/m.toml:8:8: duplicate hosted control name \"A\" (first defined on line 3)"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("dir/m.toml:11:11: hosted control \"A\": bad version requirement"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let e = one_error("[desktop]\nmax_concurrent_calls = \"two\"\n");
+        assert!(e.starts_with("dir/m.toml:2:24: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_reason_in_initial_state() {
+        let e = one_error("[desktop]\ninitial_agent_state = \"NotReady(Nap)\"\n");
+        assert!(
+            e.contains("reason \"Nap\" is not one of reason_codes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plugin_dir_list_and_absolute() {
+        let m = check("[host]\nplugin_dir = [\"/abs\", \"rel\"]\n").unwrap();
+        assert_eq!(
+            m.host.plugin_dirs,
+            vec![PathBuf::from("/abs"), PathBuf::from("dir/rel")]
+        );
+    }
+
+    #[test]
+    fn line_index_positions() {
+        let idx = LineIndex::new("ab\ncd\n");
+        assert_eq!(idx.position(0), (1, 1));
+        assert_eq!(idx.position(3), (2, 1));
+        assert_eq!(idx.position(4), (2, 2));
+    }
+}

@@ -1,0 +1,331 @@
+//! Plugin instances: the host context handed to each plugin, and the worker
+//! thread each instance runs on.
+//!
+//! Every instance lives on its own OS thread with a bounded mailbox, so a
+//! slow or stuck plugin never stalls the desktop: the desktop only ever
+//! `try_send`s to a connector and waits a bounded time on a control.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, RResult, RStr, RString, RVec},
+};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use cti_plugin_api::{
+    CallInfo, Command, ConnectionModel, ConnectorBox, ConnectorEvent, ControlBox, DesktopEvent,
+    DesktopSnapshot, ErrorKind, HostApi, HostApi_TO, HostHandle, HostedInfo, LogLevel, Outcome,
+    PluginError,
+};
+
+use crate::desktop::DesktopMsg;
+
+/// Which plugin instance a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginId {
+    /// Index into the desktop's connectors.
+    Connector(usize),
+    /// Index into the desktop's controls.
+    Control(usize),
+}
+
+/// The host context: implements the ABI's `HostApi` for one instance.
+#[derive(Clone)]
+pub struct HostCtx {
+    id: PluginId,
+    hosted: HostedInfo,
+    inbox: Sender<DesktopMsg>,
+    request_ids: Arc<AtomicU64>,
+}
+
+impl HostCtx {
+    /// A context for instance `id`.
+    pub fn new(
+        id: PluginId,
+        hosted: HostedInfo,
+        inbox: Sender<DesktopMsg>,
+        request_ids: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            id,
+            hosted,
+            inbox,
+            request_ids,
+        }
+    }
+
+    /// The FFI handle.
+    pub fn into_handle(self) -> HostHandle {
+        HostApi_TO::from_ptr(RArc::new(self), TD_Opaque)
+    }
+}
+
+fn host_gone() -> PluginError {
+    PluginError::new(ErrorKind::UNAVAILABLE, "the desktop is shutting down")
+}
+
+impl HostApi for HostCtx {
+    fn emit(&self, event: ConnectorEvent) -> RResult<(), PluginError> {
+        let PluginId::Connector(idx) = self.id else {
+            return RResult::RErr(PluginError::new(
+                ErrorKind::REFUSED,
+                "only connectors emit connector events",
+            ));
+        };
+        self.inbox
+            .send(DesktopMsg::Event {
+                connector: idx,
+                event,
+            })
+            .map_err(|_| host_gone())
+            .into()
+    }
+
+    fn submit(&self, command: Command) -> RResult<u64, PluginError> {
+        let request_id = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        self.inbox
+            .send(DesktopMsg::Submit {
+                source: self.hosted.name.to_string(),
+                request_id,
+                command,
+                reply: None,
+            })
+            .map(|()| request_id)
+            .map_err(|_| host_gone())
+            .into()
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        let plugin = self.hosted.name.as_str();
+        let message = message.as_str();
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn hosted(&self) -> HostedInfo {
+        self.hosted.clone()
+    }
+}
+
+/// Jobs for a connector's worker.
+// Commands travel by value through the mailbox; boxing them would only add
+// an allocation per command.
+#[allow(clippy::large_enum_variant)]
+pub enum ConnectorJob {
+    /// Run a command; the outcome goes back to the desktop.
+    Execute {
+        /// The desktop's request id.
+        request_id: u64,
+        /// The command, with the connector's own call id.
+        command: Command,
+    },
+    /// Stop the connector and end the thread.
+    Stop,
+}
+
+/// Jobs for a control's worker.
+pub enum ControlJob {
+    /// Start with this snapshot.
+    Start(Arc<DesktopSnapshot>),
+    /// One event.
+    Event(Arc<DesktopEvent>),
+    /// Missed events: redraw.
+    Resync(Arc<DesktopSnapshot>),
+    /// Stop the control and end the thread.
+    Stop,
+}
+
+/// A running worker thread.
+pub struct Worker<J> {
+    /// Its mailbox.
+    pub tx: Sender<J>,
+    /// The thread (taken when joined).
+    pub thread: Option<JoinHandle<()>>,
+    /// Signalled when the thread ends.
+    pub done: Receiver<()>,
+}
+
+impl<J> Worker<J> {
+    /// Waits up to `timeout` for the thread to end; detaches it otherwise.
+    /// Returns true when it ended.
+    pub fn join_within(&mut self, timeout: Duration) -> bool {
+        let ended = matches!(
+            self.done.recv_timeout(timeout),
+            Ok(()) | Err(RecvTimeoutError::Disconnected)
+        );
+        if ended {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+        ended
+    }
+}
+
+/// Starts a connector instance on its own thread.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_connector(
+    idx: usize,
+    name: &str,
+    mut connector: ConnectorBox,
+    model: ConnectionModel,
+    poll_interval: Duration,
+    calls: Vec<CallInfo>,
+    mailbox: usize,
+    inbox: Sender<DesktopMsg>,
+) -> std::io::Result<Worker<ConnectorJob>> {
+    let (tx, rx) = crossbeam_channel::bounded::<ConnectorJob>(mailbox);
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("connector:{name}"))
+        .spawn(move || {
+            let _done = DoneGuard(done_tx);
+            if let RResult::RErr(error) = connector.start(RVec::from(calls)) {
+                let _ = inbox.send(DesktopMsg::PluginFault {
+                    plugin: PluginId::Connector(idx),
+                    during: "start",
+                    error,
+                });
+                return;
+            }
+            let mut next_poll = Instant::now();
+            loop {
+                let job = match model {
+                    ConnectionModel::Instance => {
+                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    }
+                    ConnectionModel::Polling => rx.recv_deadline(next_poll),
+                };
+                match job {
+                    Ok(ConnectorJob::Execute {
+                        request_id,
+                        command,
+                    }) => {
+                        let result = connector.execute(&command).into_result();
+                        if inbox
+                            .send(DesktopMsg::Outcome {
+                                connector: idx,
+                                request_id,
+                                result,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(ConnectorJob::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        next_poll += poll_interval;
+                        let now = Instant::now();
+                        if next_poll < now {
+                            next_poll = now + poll_interval;
+                        }
+                        let msg = match connector.poll() {
+                            RResult::ROk(events) if events.is_empty() => continue,
+                            RResult::ROk(events) => DesktopMsg::Events {
+                                connector: idx,
+                                events: events.into_vec(),
+                            },
+                            RResult::RErr(error) => DesktopMsg::PluginFault {
+                                plugin: PluginId::Connector(idx),
+                                during: "poll",
+                                error,
+                            },
+                        };
+                        if inbox.send(msg).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let RResult::RErr(error) = connector.stop() {
+                tracing::warn!(plugin = idx, "connector stop failed: {error}");
+            }
+        })?;
+    Ok(Worker {
+        tx,
+        thread: Some(thread),
+        done,
+    })
+}
+
+/// Starts a control instance on its own thread.
+pub fn spawn_control(
+    idx: usize,
+    name: &str,
+    mut control: ControlBox,
+    mailbox: usize,
+    inbox: Sender<DesktopMsg>,
+) -> std::io::Result<Worker<ControlJob>> {
+    let (tx, rx) = crossbeam_channel::bounded::<ControlJob>(mailbox);
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("control:{name}"))
+        .spawn(move || {
+            let _done = DoneGuard(done_tx);
+            let fault = |during: &'static str, error: PluginError| {
+                let _ = inbox.send(DesktopMsg::PluginFault {
+                    plugin: PluginId::Control(idx),
+                    during,
+                    error,
+                });
+            };
+            while let Ok(job) = rx.recv() {
+                match job {
+                    ControlJob::Event(ev) => {
+                        if let RResult::RErr(e) = control.on_event(&ev) {
+                            fault("on_event", e);
+                        }
+                    }
+                    ControlJob::Start(snap) => {
+                        if let RResult::RErr(e) = control.start(&snap) {
+                            fault("start", e);
+                        }
+                    }
+                    ControlJob::Resync(snap) => {
+                        if let RResult::RErr(e) = control.resync(&snap) {
+                            fault("resync", e);
+                        }
+                    }
+                    ControlJob::Stop => break,
+                }
+            }
+            if let RResult::RErr(e) = control.stop() {
+                tracing::warn!(plugin = idx, "control stop failed: {e}");
+            }
+        })?;
+    Ok(Worker {
+        tx,
+        thread: Some(thread),
+        done,
+    })
+}
+
+/// Signals "thread ended" when dropped, even on unwind.
+struct DoneGuard(Sender<()>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// Result of a command, as the desktop reports it.
+pub type CommandResult = Result<Outcome, PluginError>;
+
+/// Converts a host string for FFI.
+pub fn rs(s: &str) -> RString {
+    RString::from(s)
+}

@@ -1,0 +1,161 @@
+//! The hosted control's `settings` table.
+
+use std::collections::BTreeMap;
+
+use cti_plugin_api::sdk::prelude::*;
+use serde::Deserialize;
+
+/// The highest `calls_per_minute` accepted (1 000 calls a second).
+pub const MAX_CALLS_PER_MINUTE: f64 = 60_000.0;
+
+/// Settings of the simulated phone system. Every key is optional.
+///
+/// ```toml
+/// calls_per_minute = 6
+/// talk_time_secs = [10, 30]
+/// call_data = { queue = "Sales", language = "en" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSettings {
+    /// Mean rate of inbound calls after the first (Poisson arrivals); 0 =
+    /// none after the first.
+    pub calls_per_minute: f64,
+    /// The first inbound call arrives this many milliseconds after start,
+    /// whatever the rate (so a demo shows a call at once).
+    pub first_call_after_ms: u64,
+    /// Stop generating inbound calls after this many; 0 = unlimited.
+    pub max_calls: u64,
+    /// Calling numbers are this prefix followed by 4 random digits.
+    pub ani_prefix: String,
+    /// The called number of inbound calls.
+    pub dnis: String,
+    /// The agent's extension (ANI of outbound calls, party of the agent's
+    /// own connection).
+    pub agent_extension: String,
+    /// `[min, max]` seconds after a call is established before the far end
+    /// hangs up (uniformly drawn); `[0, 0]` = the far end never hangs up.
+    pub talk_time_secs: [f64; 2],
+    /// The caller abandons an inbound call still ringing after this many
+    /// seconds; 0 = never.
+    pub abandon_after_secs: f64,
+    /// An outbound call's far end starts ringing after this many ms.
+    pub outbound_ring_ms: u64,
+    /// It answers this many ms after it started ringing.
+    pub outbound_answer_ms: u64,
+    /// Seed of the random generator (reproducible numbers and timings).
+    pub seed: Option<u64>,
+    /// Call data attached to every inbound call.
+    pub call_data: BTreeMap<String, String>,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        Self {
+            calls_per_minute: 20.0,
+            first_call_after_ms: 300,
+            max_calls: 0,
+            ani_prefix: "+1425555".to_owned(),
+            dnis: "+18005550100".to_owned(),
+            agent_extension: "1001".to_owned(),
+            talk_time_secs: [20.0, 60.0],
+            abandon_after_secs: 0.0,
+            outbound_ring_ms: 300,
+            outbound_answer_ms: 700,
+            seed: None,
+            call_data: BTreeMap::from([("queue".to_owned(), "Support".to_owned())]),
+        }
+    }
+}
+
+impl SimSettings {
+    /// Parses and validates the settings table.
+    ///
+    /// # Errors
+    /// `BadSettings` naming the key and the problem.
+    pub fn from_settings(settings: &Settings) -> Result<Self, PluginError> {
+        let parsed: Self = settings.parse()?;
+        parsed.validate()?;
+        Ok(parsed)
+    }
+
+    /// Checks values serde cannot check.
+    ///
+    /// # Errors
+    /// `BadSettings` naming the key and the problem.
+    pub fn validate(&self) -> Result<(), PluginError> {
+        let bad = |msg: &str| {
+            Err(PluginError::new(
+                ErrorKind::BAD_SETTINGS,
+                format!("settings: {msg}"),
+            ))
+        };
+        let seconds_ok = |s: f64| s.is_finite() && s >= 0.0;
+        if !(seconds_ok(self.calls_per_minute) && self.calls_per_minute <= MAX_CALLS_PER_MINUTE) {
+            return bad(&format!(
+                "calls_per_minute must be between 0 and {MAX_CALLS_PER_MINUTE}"
+            ));
+        }
+        let [min, max] = self.talk_time_secs;
+        if !(seconds_ok(min) && seconds_ok(max)) {
+            return bad("talk_time_secs must hold two non-negative numbers");
+        }
+        if min > max {
+            return bad("talk_time_secs: min must not exceed max");
+        }
+        if !seconds_ok(self.abandon_after_secs) {
+            return bad("abandon_after_secs must be a non-negative number");
+        }
+        if self.agent_extension.trim().is_empty() {
+            return bad("agent_extension must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SimSettings, PluginError> {
+        SimSettings::from_settings(&Settings::from_toml(text))
+    }
+
+    #[test]
+    fn empty_table_gives_defaults() {
+        assert_eq!(parse("").ok(), Some(SimSettings::default()));
+    }
+
+    #[test]
+    fn integers_are_accepted_for_floats() {
+        let s = parse("calls_per_minute = 6\ntalk_time_secs = [1, 2]\nseed = 7")
+            .expect("valid settings");
+        assert_eq!(s.calls_per_minute, 6.0);
+        assert_eq!(s.talk_time_secs, [1.0, 2.0]);
+        assert_eq!(s.seed, Some(7));
+    }
+
+    #[test]
+    fn call_data_replaces_the_default() {
+        let s = parse("call_data = { lang = \"fr\" }").expect("valid settings");
+        assert_eq!(s.call_data.len(), 1);
+        assert_eq!(s.call_data.get("lang").map(String::as_str), Some("fr"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        for text in [
+            "unknown_key = 1",
+            "calls_per_minute = -1",
+            "calls_per_minute = \"many\"",
+            "calls_per_minute = 1e9",
+            "talk_time_secs = [5, 1]",
+            "talk_time_secs = [1]",
+            "abandon_after_secs = -2",
+            "agent_extension = \"\"",
+        ] {
+            let err = parse(text).expect_err(text);
+            assert_eq!(err.kind, ErrorKind::BAD_SETTINGS, "{text}");
+        }
+    }
+}
