@@ -607,7 +607,7 @@ calls_per_minute = 5
         assert_eq!(hc.connection, ConnectionModel::Polling);
         assert_eq!(hc.poll_interval_ms, 50);
         assert!(hc.settings.contains("calls_per_minute = 5"));
-        assert_eq!(hc.location.line, 11);
+        assert_eq!(hc.location.line, 12);
     }
 
     #[test]
