@@ -166,6 +166,20 @@ pub enum CtlCmd {
         /// Call id.
         call: String,
     },
+    /// Extend the wrap-up of a call.
+    ExtendWrapUp {
+        /// Call id.
+        call: String,
+        /// Seconds to add.
+        seconds: u64,
+    },
+    /// Set the disposition code of a call (from the manifest's list).
+    Disposition {
+        /// Call id.
+        call: String,
+        /// Disposition code.
+        code: String,
+    },
     /// Send any command as JSON (`{"kind":"Hold","call_id":"…"}`).
     Raw {
         /// The command object.
@@ -507,6 +521,14 @@ fn ctl_action(client: &ctl::Client, action: CtlCmd) -> Result<(), String> {
         CtlCmd::Mute { call } => one("Mute", &call),
         CtlCmd::Unmute { call } => one("Unmute", &call),
         CtlCmd::EndWrapUp { call } => one("EndWrapUp", &call),
+        CtlCmd::ExtendWrapUp { call, seconds } => send(
+            client,
+            json!({"kind": "ExtendWrapUp", "call_id": call_id(client, &call)?, "target": seconds.to_string()}),
+        ),
+        CtlCmd::Disposition { call, code } => send(
+            client,
+            json!({"kind": "SetDisposition", "call_id": call_id(client, &call)?, "text": code}),
+        ),
         CtlCmd::Dial { number, connector } => send(
             client,
             json!({"kind": "MakeCall", "target": number, "connector": connector.unwrap_or_default()}),

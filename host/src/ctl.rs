@@ -8,7 +8,8 @@
 //! - `{"op":"command","command":{"kind":"Answer","call_id":"…",…}}` →
 //!   `{"ok":true,"request_id":N,"call_id":"…","detail":"…"}` or
 //!   `{"ok":false,"error":"InvalidState","message":"…"}`
-//! - `{"op":"events"}` → event lines (the recorder's format)
+//! - `{"op":"events"}` → a `Snapshot` line, then one line per event (the
+//!   recorder's format); events with a `seq` up to the snapshot's are in it
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -151,7 +152,17 @@ async fn serve_client(
                         return wr.write_all(s.as_bytes()).await;
                     }
                 };
+                // First the state, then every change: events with a seq up
+                // to the snapshot's are already in it.
                 let mut buf = String::new();
+                if let Ok(snap) = desktop.snapshot().await {
+                    buf.push_str("{\"event\":\"Snapshot\",\"seq\":");
+                    buf.push_str(&snap.seq.to_string());
+                    buf.push_str(",\"snapshot\":");
+                    buf.push_str(&json::snapshot_to_json(&snap));
+                    buf.push_str("}\n");
+                    wr.write_all(buf.as_bytes()).await?;
+                }
                 while let Some(ev) = rx.recv().await {
                     buf.clear();
                     json::write_event(&mut buf, &ev);
@@ -195,6 +206,13 @@ pub fn parse_command(v: &Value) -> Result<Command, String> {
     cmd.target = text("target");
     cmd.text = text("text");
     cmd.connector = text("connector");
+    if let Some(attrs) = v.get("attrs") {
+        let obj = attrs.as_object().ok_or("command.attrs must be an object")?;
+        for (k, val) in obj {
+            let text = val.as_str().map_or_else(|| val.to_string(), str::to_owned);
+            cmd.attrs.push(cti_plugin_api::KeyValue::new(k.as_str(), text));
+        }
+    }
     if let Some(s) = v.get("agent_state").and_then(Value::as_str) {
         let state = AgentState::parse(s).ok_or_else(|| format!("unknown agent state \"{s}\""))?;
         cmd.agent_state = ROption::RSome(state);

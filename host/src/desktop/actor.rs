@@ -20,7 +20,7 @@ use super::{
     DesktopMsg,
 };
 use crate::{
-    manifest::DesktopSettings,
+    manifest::{DesktopSettings, OverCapacity},
     plugin::{CommandResult, ConnectorJob, ControlJob, PluginId, Worker},
 };
 
@@ -73,6 +73,12 @@ struct CallEntry {
     connector_call_id: RString,
     cleared: bool,
     rejected: bool,
+    /// When wrap-up ends (None while not wrapping, or unlimited).
+    wrap_deadline: Option<Instant>,
+    /// The call this one consults for (no wrap-up of its own).
+    consult_of: Option<RString>,
+    /// Merged into another call by a conference (no wrap-up of its own).
+    merged: bool,
 }
 
 /// A command sent to a connector and not answered yet.
@@ -89,6 +95,7 @@ struct PendingRequest {
 enum Timer {
     CommandDeadline(u64),
     WrapUpEnd(RString),
+    RingTimeout(RString),
 }
 
 /// Tunables the actor needs from `[host]`.
@@ -108,6 +115,9 @@ pub struct DesktopActor {
     agent_base: AgentState,
     agent_pending: Option<AgentState>,
     agent_shown: AgentState,
+    /// A requested state sent to the connectors and not yet confirmed: the
+    /// shown state holds until the switch confirms it.
+    agent_awaiting: Option<AgentState>,
     calls: HashMap<RString, CallEntry>,
     aliases: HashMap<(usize, RString), RString>,
     connectors: Vec<ConnectorSlot>,
@@ -143,6 +153,7 @@ impl DesktopActor {
             agent_shown: agent_base.clone(),
             agent_base,
             agent_pending: None,
+            agent_awaiting: None,
             cfg,
             settings,
             seq: 0,
@@ -328,6 +339,7 @@ impl DesktopActor {
     }
 
     fn emit_call_simple(&mut self, kind: EventKind, call_id: &RString, cause: &str) {
+        self.touch_wrap(call_id);
         let Some(entry) = self.calls.get(call_id) else {
             return;
         };
@@ -380,8 +392,10 @@ impl DesktopActor {
             }
             EventKind::AGENT_STATE_CHANGED => {
                 if let ROption::RSome(state) = ev.agent_state {
+                    let asked = self.agent_awaiting.take();
                     self.agent_base = state;
-                    self.refresh_agent("confirmed");
+                    let cause = if asked.is_some() { "confirmed" } else { "switch" };
+                    self.refresh_agent(cause);
                 }
             }
             kind if kind.is_desktop() => {
@@ -447,8 +461,18 @@ impl DesktopActor {
                 if ev.state == ConnectionState::Null {
                     view.muted = false;
                 }
-                if far != view.ani || ev.state != ConnectionState::Null || !ev.party.is_empty() {
-                    set_party(view, &ev.party, ConnectionState::Null);
+                // Only the other parties are listed; the agent's own
+                // connection is `state`.
+                if let Some(p) = view.parties.iter_mut().find(|p| p.id == ev.party) {
+                    p.state = ConnectionState::Null;
+                }
+            }
+            EventKind::CONFERENCED => {
+                if ev.state.is_live() {
+                    set_party(view, &far, ConnectionState::Connected);
+                } else {
+                    // This call was merged into `related_call_id`.
+                    entry.merged = true;
                 }
             }
             EventKind::CALL_CLEARED => {
@@ -471,14 +495,83 @@ impl DesktopActor {
         if is_clear {
             entry.cleared = true;
         }
+        let now_state = view.state;
+        let new_offer = ev.kind == EventKind::DELIVERED
+            && view.direction == Direction::Inbound
+            && now_state == ConnectionState::Alerting
+            && previous == ConnectionState::Null;
+        let channel = view.channel.clone();
         self.refresh_allowed(connector, &id, previous);
         self.emit_call(ev.kind, &id, previous, &ev);
         if is_clear {
             self.finish_call(&id);
-        } else if ev.kind == EventKind::DELIVERED && self.cfg.auto_answer {
-            self.auto_answer(&id);
+        } else if new_offer {
+            self.on_new_offer(&id, &channel);
+        }
+        if (previous == ConnectionState::Alerting) != (now_state == ConnectionState::Alerting) || is_clear {
+            self.refresh_capacity(&channel);
         }
         self.refresh_agent("work");
+    }
+
+    /// A new inbound interaction rings: capacity, ring timeout, auto-answer.
+    fn on_new_offer(&mut self, id: &RString, channel: &str) {
+        let cap = self.cfg.capacity_of(channel);
+        let busy = self.count_live(channel, Some(id), true);
+        if cap > 0 && busy >= cap as usize && self.cfg.over_capacity == OverCapacity::Reject {
+            tracing::info!(call = %id, channel, capacity = cap, "over capacity; rejecting");
+            self.internal_ids += 1;
+            let request_id = self.internal_ids;
+            let mut cmd = Command::new(CommandKind::REJECT, id.clone());
+            cmd.text = rs("over capacity");
+            self.on_submit("capacity".to_owned(), request_id, cmd, None);
+            return;
+        }
+        if self.cfg.ring_timeout_seconds > 0 {
+            let at = Instant::now() + Duration::from_secs(self.cfg.ring_timeout_seconds);
+            self.timers.push(Reverse((at, Timer::RingTimeout(id.clone()))));
+        }
+        if self.cfg.auto_answer {
+            self.auto_answer(id);
+        }
+    }
+
+    /// Live interactions of a channel (ringing ones only if `ringing`).
+    fn count_live(&self, channel: &str, except: Option<&RString>, ringing: bool) -> usize {
+        self.calls
+            .iter()
+            .filter(|(k, e)| {
+                Some(*k) != except
+                    && !e.cleared
+                    && e.view.channel == channel
+                    && e.view.state.is_live()
+                    && (ringing || e.view.state != ConnectionState::Alerting)
+                    && e.view.work.state != WorkState::MISSED
+            })
+            .count()
+    }
+
+    /// Capacity changed on a channel: ringing calls may (not) be answered now.
+    fn refresh_capacity(&mut self, channel: &str) {
+        if self.cfg.capacity_of(channel) == 0 {
+            return;
+        }
+        let ringing: Vec<(RString, usize)> = self
+            .calls
+            .iter()
+            .filter(|(_, e)| {
+                !e.cleared && e.view.channel == channel && e.view.state == ConnectionState::Alerting
+            })
+            .map(|(k, e)| (k.clone(), e.connector))
+            .collect();
+        for (id, connector) in ringing {
+            let before = self.calls.get(&id).map(|e| e.view.allowed);
+            self.refresh_allowed(connector, &id, ConnectionState::Alerting);
+            let after = self.calls.get(&id).map(|e| e.view.allowed);
+            if before != after {
+                self.emit_call_simple(EventKind::CALL_UPDATED, &id, "capacity changed");
+            }
+        }
     }
 
     /// `[desktop] auto_answer`: answer a new alerting inbound call.
@@ -562,6 +655,9 @@ impl DesktopActor {
                 connector_call_id: info.call_id,
                 cleared: false,
                 rejected: false,
+                wrap_deadline: None,
+                consult_of: (!ev.related_call_id.is_empty()).then(|| ev.related_call_id.clone()),
+                merged: false,
             },
         );
         id
@@ -573,13 +669,20 @@ impl DesktopActor {
     fn refresh_allowed(&mut self, connector: usize, id: &RString, previous: ConnectionState) {
         let caps = self.connectors[connector].caps;
         let others = self.others(connector, id);
+        let at_capacity = self.calls.get(id).is_some_and(|e| {
+            let cap = self.cfg.capacity_of(&e.view.channel);
+            cap > 0 && self.count_live(&e.view.channel, Some(id), false) >= cap as usize
+        });
         if let Some(entry) = self.calls.get_mut(id) {
             let v = &entry.view;
-            let allowed = if entry.cleared {
+            let mut allowed = if entry.cleared || v.work.state == WorkState::MISSED {
                 Capabilities::NONE
             } else {
                 call::allowed(v.state, v.direction, v.muted, others, caps)
             };
+            if allowed.contains(CommandKind::ANSWER) && at_capacity {
+                allowed = Capabilities(allowed.0 & !Capabilities::of(CommandKind::ANSWER).0);
+            }
             if allowed != v.allowed {
                 RArc::make_mut(&mut entry.view).allowed = allowed;
             }
@@ -637,30 +740,67 @@ impl DesktopActor {
         let Some(entry) = self.calls.get_mut(id) else {
             return;
         };
+        let own_wrap_up = entry.consult_of.is_none() && !entry.merged;
+        let rejected = entry.rejected;
         let view = RArc::make_mut(&mut entry.view);
         let answered = view.answered_ms != 0;
-        if answered && view.work.state == WorkState::ACTIVE {
-            if self.cfg.wrap_up_seconds > 0 {
-                view.work.state = WorkState::WRAPPING;
-                view.work.wrap_up_remaining_ms = self.cfg.wrap_up_seconds * 1000;
-                let at = Instant::now() + Duration::from_secs(self.cfg.wrap_up_seconds);
-                self.timers
-                    .push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
-                self.emit_call_simple(EventKind::WORK_ITEM, id, "wrap-up started");
-                return;
+        let (next, cause) = match view.work.state {
+            WorkState::MISSED => (WorkState::MISSED, "ring timeout"),
+            _ if !answered && rejected => (WorkState::REJECTED, "rejected"),
+            _ if !answered => (WorkState::CANCELED, "cleared before it was answered"),
+            _ if own_wrap_up && self.cfg.wrap_up_seconds.is_some() => {
+                (WorkState::WRAPPING, "wrap-up started")
             }
-            view.work.state = WorkState::COMPLETED;
-        } else if !answered {
-            view.work.state = if entry.rejected {
-                WorkState::REJECTED
+            _ => (WorkState::COMPLETED, ""),
+        };
+        view.work.state = next;
+        if next == WorkState::WRAPPING {
+            let secs = self.cfg.wrap_up_seconds.unwrap_or(0);
+            if secs == 0 {
+                view.work.wrap_up_unlimited = true;
+                entry.wrap_deadline = None;
             } else {
-                WorkState::CANCELED
-            };
-        } else {
-            view.work.state = WorkState::COMPLETED;
+                let at = Instant::now() + Duration::from_secs(secs);
+                entry.wrap_deadline = Some(at);
+                view.work.wrap_up_remaining_ms = secs * 1000;
+                self.timers.push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
+            }
+            self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
+            return;
         }
-        self.emit_call_simple(EventKind::WORK_ITEM, id, "");
+        self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
         self.remove_call(id);
+    }
+
+    /// Ends a wrap-up (timer or agent): the work item completes and the call
+    /// is forgotten; a pending agent state applies now.
+    fn end_wrap(&mut self, id: &RString, cause: &str) {
+        let Some(entry) = self.calls.get_mut(id) else {
+            return;
+        };
+        if entry.view.work.state != WorkState::WRAPPING {
+            return;
+        }
+        entry.wrap_deadline = None;
+        let v = RArc::make_mut(&mut entry.view);
+        v.work.state = WorkState::COMPLETED;
+        v.work.wrap_up_remaining_ms = 0;
+        v.work.wrap_up_unlimited = false;
+        self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
+        self.remove_call(id);
+        self.refresh_agent("work");
+    }
+
+    /// Brings a wrapping call's remaining time up to date before it is shown.
+    fn touch_wrap(&mut self, id: &RString) {
+        if let Some(e) = self.calls.get_mut(id) {
+            if let Some(at) = e.wrap_deadline {
+                let left = at.saturating_duration_since(Instant::now()).as_millis() as u64;
+                if e.view.work.wrap_up_remaining_ms != left {
+                    RArc::make_mut(&mut e.view).work.wrap_up_remaining_ms = left;
+                }
+            }
+        }
     }
 
     fn remove_call(&mut self, id: &RString) {
@@ -699,19 +839,47 @@ impl DesktopActor {
                     }
                 }
                 Timer::WrapUpEnd(id) => {
-                    if let Some(entry) = self.calls.get_mut(&id) {
-                        if entry.view.work.state == WorkState::WRAPPING {
-                            let v = RArc::make_mut(&mut entry.view);
-                            v.work.state = WorkState::COMPLETED;
-                            v.work.wrap_up_remaining_ms = 0;
-                            self.emit_call_simple(EventKind::WORK_ITEM, &id, "wrap-up ended");
-                            self.remove_call(&id);
-                            self.refresh_agent("work");
-                        }
+                    // An extension moves the deadline: only the current one ends it.
+                    let due = self
+                        .calls
+                        .get(&id)
+                        .and_then(|e| e.wrap_deadline)
+                        .is_some_and(|at| at <= now);
+                    if due {
+                        self.end_wrap(&id, "wrap-up time is over");
                     }
                 }
+                Timer::RingTimeout(id) => self.ring_timeout(&id),
             }
         }
+    }
+
+    /// An inbound call rang too long: it is taken back as Missed.
+    fn ring_timeout(&mut self, id: &RString) {
+        let Some(entry) = self.calls.get_mut(id) else {
+            return;
+        };
+        if entry.cleared
+            || entry.view.state != ConnectionState::Alerting
+            || entry.view.work.state != WorkState::OFFERED
+        {
+            return;
+        }
+        let connector = entry.connector;
+        RArc::make_mut(&mut entry.view).work.state = WorkState::MISSED;
+        self.refresh_allowed(connector, id, ConnectionState::Alerting);
+        let secs = self.cfg.ring_timeout_seconds;
+        self.emit_call_simple(EventKind::WORK_ITEM, id, &format!("not answered within {secs} s"));
+        if self.connectors[connector].caps.contains(CommandKind::REJECT) {
+            self.internal_ids += 1;
+            let request_id = self.internal_ids;
+            let mut cmd = Command::new(CommandKind::REJECT, self.calls[id].connector_call_id.clone());
+            cmd.text = rs("ring timeout");
+            let call_id = id.clone();
+            self.dispatch(connector, request_id, "ring-timeout", cmd, call_id, None, None);
+        }
+        let channel = self.calls[id].view.channel.clone();
+        self.refresh_capacity(&channel);
     }
 
     // ---------------------------------------------------------------- agent
@@ -758,6 +926,11 @@ impl DesktopActor {
             }
         }
         let now = self.effective_agent_state();
+        // While a requested state awaits the switch's confirmation the agent
+        // keeps showing what it was (no flicker through Ready).
+        if self.agent_awaiting.is_some() && now != AgentState::Busy {
+            return;
+        }
         if now != self.agent_shown {
             self.agent_shown = now;
             let view = self.agent_view();
@@ -859,6 +1032,7 @@ impl DesktopActor {
             return self.reply_now(source, request_id, reply, Ok(Outcome::default()));
         }
         let mut reply = reply;
+        self.agent_awaiting = Some(state.clone());
         for (n, idx) in targets.into_iter().enumerate() {
             let mut cmd = Command::new(CommandKind::SET_AGENT_STATE, "");
             cmd.agent_state = ROption::RSome(state.clone());
@@ -918,8 +1092,11 @@ impl DesktopActor {
             }
             return self.reply_now(&source, request_id, reply, Ok(Outcome::default()));
         }
-        if kind == CommandKind::END_WRAP_UP {
-            return self.end_wrap_up(&source, request_id, &command, reply);
+        if matches!(
+            kind,
+            CommandKind::END_WRAP_UP | CommandKind::EXTEND_WRAP_UP | CommandKind::SET_DISPOSITION
+        ) {
+            return self.work_command(&source, request_id, &command, reply);
         }
         if kind.is_desktop() || kind.known_name().is_none() {
             return self.reply_now(
@@ -1026,38 +1203,71 @@ impl DesktopActor {
         self.dispatch(connector, request_id, &source, cmd, call_id, reply, None);
     }
 
-    fn end_wrap_up(
+    /// Desktop commands on a call's work item: end or extend wrap-up, set
+    /// the disposition.
+    fn work_command(
         &mut self,
         source: &str,
         request_id: u64,
         command: &Command,
         reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
     ) {
-        let id = command.call_id.clone();
-        let wrapping = self
-            .calls
-            .get(&id)
-            .is_some_and(|e| e.view.work.state == WorkState::WRAPPING);
-        if !wrapping {
-            return self.reply_now(
-                source,
-                request_id,
-                reply,
-                Err(PluginError::new(
-                    ErrorKind::INVALID_STATE,
-                    format!("call \"{id}\" is not in wrap-up"),
-                )),
-            );
-        }
-        if let Some(e) = self.calls.get_mut(&id) {
-            let v = RArc::make_mut(&mut e.view);
-            v.work.state = WorkState::COMPLETED;
-            v.work.wrap_up_remaining_ms = 0;
-        }
-        self.emit_call_simple(EventKind::WORK_ITEM, &id, "wrap-up ended by the agent");
-        self.remove_call(&id);
-        self.refresh_agent("work");
-        self.reply_now(source, request_id, reply, Ok(Outcome::default()));
+        let Some(id) = self.find_call(command) else {
+            let err = PluginError::new(ErrorKind::UNKNOWN_CALL, format!("no call \"{}\"", command.call_id));
+            return self.reply_now(source, request_id, reply, Err(err));
+        };
+        let work = self.calls[&id].view.work.state;
+        let fail = |kind, msg: String| Err(PluginError::new(kind, msg));
+        let result = match command.kind {
+            CommandKind::END_WRAP_UP if work != WorkState::WRAPPING => {
+                fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is not in wrap-up (work item {work})"))
+            }
+            CommandKind::END_WRAP_UP => {
+                self.end_wrap(&id, "wrap-up ended by the agent");
+                Ok(Outcome::default())
+            }
+            CommandKind::EXTEND_WRAP_UP if work != WorkState::WRAPPING => {
+                fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is not in wrap-up (work item {work})"))
+            }
+            CommandKind::EXTEND_WRAP_UP => match command.target.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 && secs <= 3600 => {
+                    let e = self.calls.get_mut(&id).expect("checked above");
+                    if let Some(at) = e.wrap_deadline {
+                        let at = at + Duration::from_secs(secs);
+                        e.wrap_deadline = Some(at);
+                        self.timers.push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
+                    }
+                    self.touch_wrap(&id);
+                    self.emit_call_simple(EventKind::WORK_ITEM, &id, &format!("wrap-up extended by {secs} s"));
+                    Ok(Outcome::default())
+                }
+                _ => fail(
+                    ErrorKind::BAD_ARGUMENT,
+                    format!("ExtendWrapUp needs a number of seconds (1-3600) in target, not \"{}\"", command.target),
+                ),
+            },
+            CommandKind::SET_DISPOSITION => {
+                let code = command.text.trim();
+                if !self.cfg.dispositions.iter().any(|d| d == code) {
+                    fail(
+                        ErrorKind::BAD_ARGUMENT,
+                        format!("unknown disposition \"{code}\" (configured: {})", self.cfg.dispositions.join(", ")),
+                    )
+                } else if matches!(
+                    work,
+                    WorkState::COMPLETED | WorkState::REJECTED | WorkState::MISSED | WorkState::CANCELED
+                ) {
+                    fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is already {work}"))
+                } else {
+                    let e = self.calls.get_mut(&id).expect("checked above");
+                    RArc::make_mut(&mut e.view).work.disposition = rs(code);
+                    self.emit_call_simple(EventKind::WORK_ITEM, &id, "disposition set");
+                    Ok(Outcome::default())
+                }
+            }
+            other => fail(ErrorKind::UNSUPPORTED, format!("{other} is not a work-item command")),
+        };
+        self.reply_now(source, request_id, reply, result);
     }
 
     fn find_call(&self, command: &Command) -> Option<RString> {
@@ -1184,6 +1394,7 @@ impl DesktopActor {
                 }
             }
             if req.agent_state.is_some() {
+                self.agent_awaiting = None;
                 let view = self.agent_view();
                 let err = e.clone();
                 self.emit(EventKind::AGENT_STATE_REJECTED, |ev| {
@@ -1194,7 +1405,11 @@ impl DesktopActor {
                 });
             }
         }
+        let was_agent_request = req.agent_state.is_some() && result.is_err();
         self.complete(request_id, req, result);
+        if was_agent_request {
+            self.refresh_agent("rejected");
+        }
     }
 
     fn complete(&mut self, request_id: u64, req: PendingRequest, result: CommandResult) {
@@ -1303,7 +1518,19 @@ impl DesktopActor {
 
     /// The whole desktop, for a control's start or resync.
     pub fn snapshot(&self) -> DesktopSnapshot {
-        let mut calls: Vec<RArc<CallView>> = self.calls.values().map(|e| e.view.clone()).collect();
+        let now = Instant::now();
+        let mut calls: Vec<RArc<CallView>> = self
+            .calls
+            .values()
+            .map(|e| match e.wrap_deadline {
+                Some(at) => {
+                    let mut v = (*e.view).clone();
+                    v.work.wrap_up_remaining_ms = at.saturating_duration_since(now).as_millis() as u64;
+                    RArc::new(v)
+                }
+                None => e.view.clone(),
+            })
+            .collect();
         calls.sort_by(|a, b| {
             a.started_ms
                 .cmp(&b.started_ms)

@@ -170,10 +170,37 @@ pub struct DesktopSettings {
     pub dispositions: Vec<String>,
     /// Answer alerting inbound calls automatically.
     pub auto_answer: bool,
-    /// Live calls at once (0 = unlimited).
+    /// Live interactions at once on a channel without its own entry in
+    /// `capacity` (0 = unlimited).
     pub max_concurrent_calls: u32,
-    /// After-call work, seconds (0 = none).
-    pub wrap_up_seconds: u64,
+    /// Per-channel capacity (`voice = 1`, `chat = 3`).
+    pub capacity: std::collections::BTreeMap<String, u32>,
+    /// What to do with an inbound interaction over capacity.
+    pub over_capacity: OverCapacity,
+    /// After-call work: None = no wrap-up; Some(0) = until the agent ends
+    /// it; Some(n) = n seconds.
+    pub wrap_up_seconds: Option<u64>,
+    /// An inbound call ringing this long is taken back as Missed (0 = never).
+    pub ring_timeout_seconds: u64,
+}
+
+/// What happens to an inbound interaction that arrives over capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCapacity {
+    /// The desktop rejects it at once.
+    Reject,
+    /// It is left ringing; Answer stays disabled until capacity frees up.
+    Ring,
+}
+
+impl DesktopSettings {
+    /// The capacity of a channel (0 = unlimited).
+    pub fn capacity_of(&self, channel: &str) -> u32 {
+        self.capacity
+            .get(channel)
+            .copied()
+            .unwrap_or(self.max_concurrent_calls)
+    }
 }
 
 /// A checked manifest.
@@ -504,6 +531,20 @@ fn check_desktop(ck: &mut Checker<'_>, raw: raw::RawDesktop) -> DesktopSettings 
             Some(state) => state,
         },
     };
+    let over_capacity = match raw.over_capacity {
+        None => OverCapacity::Reject,
+        Some(o) => match o.get_ref().as_str() {
+            "reject" => OverCapacity::Reject,
+            "ring" => OverCapacity::Ring,
+            other => {
+                ck.error(
+                    Some(o.span()),
+                    format!("over_capacity must be \"reject\" or \"ring\", not \"{other}\""),
+                );
+                OverCapacity::Reject
+            }
+        },
+    };
     DesktopSettings {
         agent_id: raw.agent_id.unwrap_or_else(|| "agent".to_owned()),
         initial_agent_state,
@@ -515,7 +556,10 @@ fn check_desktop(ck: &mut Checker<'_>, raw: raw::RawDesktop) -> DesktopSettings 
         }),
         auto_answer: raw.auto_answer.unwrap_or(false),
         max_concurrent_calls: raw.max_concurrent_calls.unwrap_or(0),
-        wrap_up_seconds: raw.wrap_up_seconds.unwrap_or(0),
+        capacity: raw.capacity.unwrap_or_default(),
+        over_capacity,
+        wrap_up_seconds: raw.wrap_up_seconds,
+        ring_timeout_seconds: raw.ring_timeout_seconds.unwrap_or(0),
     }
 }
 

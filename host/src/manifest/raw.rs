@@ -49,6 +49,9 @@ pub struct RawDesktop {
     pub auto_answer: Option<bool>,
     pub max_concurrent_calls: Option<u32>,
     pub wrap_up_seconds: Option<u64>,
+    pub ring_timeout_seconds: Option<u64>,
+    pub over_capacity: Option<Spanned<String>>,
+    pub capacity: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 /// `[[hosted_control]]`.
