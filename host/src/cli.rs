@@ -24,6 +24,9 @@ pub enum Cmd {
     Run {
         /// The manifest (TOML).
         manifest: PathBuf,
+        /// Watch plugin files and hot-reload them (as `[host] hot_reload = true`).
+        #[arg(long)]
+        watch: bool,
     },
     /// Check a manifest and every library it names; start nothing.
     Check {
@@ -34,6 +37,17 @@ pub enum Cmd {
     Inspect {
         /// The library file (.so/.dll/.dylib).
         library: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the conformance suite against a connector library.
+    Verify {
+        /// The library file (.so/.dll/.dylib).
+        library: PathBuf,
+        /// Settings for the connector (TOML text, e.g. 'port = 4444').
+        #[arg(long, default_value = "")]
+        settings: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -191,7 +205,12 @@ pub enum CtlCmd {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run { manifest } => run(&manifest),
+        Cmd::Run { manifest, watch } => run(&manifest, watch),
+        Cmd::Verify {
+            library,
+            settings,
+            json,
+        } => crate::verify::main(&library, &settings, json),
         Cmd::Check { manifest } => check(&manifest),
         Cmd::Inspect { library, json } => inspect(&library, json),
         Cmd::Ctl { socket, action } => ctl_main(socket, action),
@@ -210,15 +229,16 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn run(manifest: &std::path::Path) -> ExitCode {
+fn run(manifest: &std::path::Path, watch: bool) -> ExitCode {
     // Log format comes from the manifest; errors before that go to stderr.
-    let prepared = match app::prepare(manifest) {
+    let mut prepared = match app::prepare(manifest) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    prepared.manifest.host.hot_reload |= watch;
     init_logging(prepared.manifest.host.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,6 +9,7 @@
 //! - [`desktop`]: the desktop manager actor: calls, work items, agent state, fan-out.
 //! - [`app`]: building a running desktop from a manifest.
 //! - [`ctl`]: the local control socket (`cti-host ctl`) and its client.
+//! - [`verify`]: the conformance suite for connector libraries (`cti-host verify`).
 #![deny(unsafe_code)]
 // abi_stable's `sabi_trait` impls expand to definitions inside functions.
 #![allow(non_local_definitions)]
@@ -20,3 +21,4 @@ pub mod desktop;
 pub mod loader;
 pub mod manifest;
 pub mod plugin;
+pub mod verify;
