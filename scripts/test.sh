@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # Runs every test of CTI Host on a fresh machine (Debian, Rust stable, root).
-# Installs the system packages the tests need when they are missing, builds
-# the whole workspace (the end-to-end tests drive the built binary and plugin
-# libraries), then runs the tests.
+# Installs the system packages the tests need when they are missing (real SIP
+# peers, a real browser), builds the whole workspace (the end-to-end tests
+# drive the built binary and plugin libraries), then runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages used by tests (none yet beyond Rust and a C compiler).
+packages=(
+  baresip-core sip-tester kamailio   # real telephony: softphone, SIPp, SIP proxy
+  chromium chromium-driver           # real browser for the web desktop
+)
 need=()
-for pkg in ${CTI_TEST_PACKAGES:-}; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done 2>/dev/null || true
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
+  # Packaged services (kamailio listens on every address) must not start:
+  # the tests run their own instances on loopback.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  [ $had_policy -eq 1 ] || printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod +x "$policy"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  [ $had_policy -eq 1 ] || rm -f "$policy"
+fi
+# A packaged kamailio started by an earlier install would hold 5060 on all addresses.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
+  systemctl disable --now kamailio || true
 fi
 
 cargo build --release --workspace --locked

@@ -7,8 +7,8 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::std_types::{RResult, RStr, RString};
-use cti_plugin_api::{ConnectorBox, ControlBox, HostedInfo, PluginError};
+use abi_stable::std_types::RStr;
+use cti_plugin_api::{ConnectorBox, ControlBox, PluginError};
 
 use crate::{
     desktop::{
@@ -16,7 +16,7 @@ use crate::{
     },
     loader::{self, Library, LoadError, ShadowDir},
     manifest::{self, ControlType, HostedControl, Manifest},
-    plugin::{self, HostCtx, PluginId},
+    plugin::{HostCtx, PluginSource, Spawner},
 };
 
 /// A manifest whose libraries all loaded and passed every check.
@@ -26,7 +26,7 @@ pub struct Prepared {
     /// One library per hosted control, in manifest order.
     pub libraries: Vec<Library>,
     /// Where the private library copies live (kept while the host runs).
-    pub shadow: ShadowDir,
+    pub shadow: Arc<ShadowDir>,
 }
 
 /// Why a desktop could not be put together: every problem, one per line.
@@ -71,7 +71,7 @@ pub fn prepare(manifest_path: &Path) -> Result<Prepared, SetupErrors> {
         Ok(Prepared {
             manifest,
             libraries,
-            shadow,
+            shadow: Arc::new(shadow),
         })
     } else {
         Err(SetupErrors(errors))
@@ -82,17 +82,28 @@ fn refusal(hc: &HostedControl, e: &LoadError) -> String {
     format!("{}: hosted control \"{}\": {e}", hc.location, hc.name)
 }
 
-fn hosted_info(hc: &HostedControl, agent_id: &str) -> HostedInfo {
-    HostedInfo {
-        name: RString::from(hc.name.as_str()),
-        channel: match hc.kind {
-            ControlType::Connector => RString::from(hc.channel.as_str()),
-            ControlType::Control => RString::new(),
-        },
-        connection: hc.connection,
-        poll_interval_ms: hc.poll_interval_ms,
-        agent_id: RString::from(agent_id),
-    }
+/// Builds a connector instance from a library with a given host context.
+///
+/// # Errors
+/// What the plugin's constructor returned.
+pub fn new_connector(
+    lib: &Library,
+    host: HostCtx,
+    settings: &str,
+) -> Result<ConnectorBox, PluginError> {
+    (lib.module.new_connector())(host.into_handle(), RStr::from(settings)).into_result()
+}
+
+/// Builds a control instance from a library with a given host context.
+///
+/// # Errors
+/// What the plugin's constructor returned.
+pub fn new_control(
+    lib: &Library,
+    host: HostCtx,
+    settings: &str,
+) -> Result<ControlBox, PluginError> {
+    (lib.module.new_control())(host.into_handle(), RStr::from(settings)).into_result()
 }
 
 fn settings_error(hc: &HostedControl, e: &PluginError) -> String {
@@ -102,34 +113,26 @@ fn settings_error(hc: &HostedControl, e: &PluginError) -> String {
     )
 }
 
-/// Builds a connector instance.
-///
-/// # Errors
-/// What the plugin's constructor returned.
-pub fn new_connector(
-    lib: &Library,
-    host: HostCtx,
-    settings: &str,
-) -> Result<ConnectorBox, PluginError> {
-    match (lib.module.new_connector())(host.into_handle(), RStr::from(settings)) {
-        RResult::ROk(c) => Ok(c),
-        RResult::RErr(e) => Err(e),
+fn spawner(p: &Prepared, inbox: crossbeam_channel::Sender<DesktopMsg>) -> Spawner {
+    Spawner {
+        inbox,
+        ids: Arc::new(AtomicU64::new(1)),
+        agent_id: p.manifest.desktop.agent_id.clone(),
+        control_queue: p.manifest.host.control_queue,
+        connector_mailbox: 1024,
     }
 }
 
-/// Builds a control instance.
-///
-/// # Errors
-/// What the plugin's constructor returned.
-pub fn new_control(
-    lib: &Library,
-    host: HostCtx,
-    settings: &str,
-) -> Result<ControlBox, PluginError> {
-    match (lib.module.new_control())(host.into_handle(), RStr::from(settings)) {
-        RResult::ROk(c) => Ok(c),
-        RResult::RErr(e) => Err(e),
-    }
+fn sources(p: &Prepared) -> Vec<PluginSource> {
+    p.manifest
+        .hosted_controls
+        .iter()
+        .zip(&p.libraries)
+        .map(|(hc, lib)| PluginSource {
+            hc: hc.clone(),
+            lib: lib.clone(),
+        })
+        .collect()
 }
 
 /// Builds every instance once and drops it, so `check` proves the settings
@@ -139,28 +142,15 @@ pub fn new_control(
 /// Every refusal, one per line.
 pub fn check_instances(p: &Prepared) -> Result<(), SetupErrors> {
     let (tx, _rx) = crossbeam_channel::bounded(16);
-    let ids = Arc::new(AtomicU64::new(1));
+    let sp = spawner(p, tx);
     let mut errors = Vec::new();
-    for (i, (hc, lib)) in p
-        .manifest
-        .hosted_controls
-        .iter()
-        .zip(&p.libraries)
-        .enumerate()
-    {
-        let info = hosted_info(hc, &p.manifest.desktop.agent_id);
-        let r = match hc.kind {
-            ControlType::Connector => {
-                let ctx = HostCtx::new(PluginId::Connector(i), info, tx.clone(), ids.clone());
-                new_connector(lib, ctx, &hc.settings).map(drop)
-            }
-            ControlType::Control => {
-                let ctx = HostCtx::new(PluginId::Control(i), info, tx.clone(), ids.clone());
-                new_control(lib, ctx, &hc.settings).map(drop)
-            }
+    for (i, src) in sources(p).iter().enumerate() {
+        let r = match src.hc.kind {
+            ControlType::Connector => sp.new_connector(i, src).map(drop),
+            ControlType::Control => sp.new_control(i, src).map(drop),
         };
         if let Err(e) = r {
-            errors.push(settings_error(hc, &e));
+            errors.push(settings_error(&src.hc, &e));
         }
     }
     if errors.is_empty() {
@@ -177,104 +167,60 @@ pub fn check_instances(p: &Prepared) -> Result<(), SetupErrors> {
 pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
     let m = &p.manifest;
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded::<DesktopMsg>(m.host.inbox_capacity);
-    let ids = Arc::new(AtomicU64::new(1));
+    let sp = spawner(p, inbox_tx.clone());
     let mut errors = Vec::new();
-    let mut connectors = Vec::new();
-    let mut controls = Vec::new();
     let mut built_connectors = Vec::new();
-    for (hc, lib) in m.hosted_controls.iter().zip(&p.libraries) {
-        let info = hosted_info(hc, &m.desktop.agent_id);
-        match hc.kind {
-            ControlType::Connector => {
-                let idx = built_connectors.len();
-                let ctx = HostCtx::new(
-                    PluginId::Connector(idx),
-                    info,
-                    inbox_tx.clone(),
-                    ids.clone(),
-                );
-                match new_connector(lib, ctx, &hc.settings) {
-                    Ok(c) => built_connectors.push((hc, lib, c)),
-                    Err(e) => errors.push(settings_error(hc, &e)),
-                }
-            }
-            ControlType::Control => {
-                let idx = controls.len();
-                let ctx = HostCtx::new(PluginId::Control(idx), info, inbox_tx.clone(), ids.clone());
-                match new_control(lib, ctx, &hc.settings) {
-                    Ok(c) => match plugin::spawn_control(
-                        idx,
-                        &hc.name,
-                        c,
-                        m.host.control_queue,
-                        inbox_tx.clone(),
-                    ) {
-                        Ok(worker) => controls.push(ControlSlot {
-                            name: hc.name.clone(),
-                            version: lib.meta.version.to_string(),
-                            worker,
-                            capacity: m.host.control_queue,
-                            lagging: false,
-                            skipped: 0,
-                            status: "Running",
-                            faults: 0,
-                        }),
-                        Err(e) => errors.push(format!(
-                            "hosted control \"{}\": cannot start its thread: {e}",
-                            hc.name
-                        )),
-                    },
-                    Err(e) => errors.push(settings_error(hc, &e)),
-                }
-            }
+    let mut built_controls = Vec::new();
+    for src in sources(p) {
+        match src.hc.kind {
+            ControlType::Connector => match sp.new_connector(built_connectors.len(), &src) {
+                Ok(c) => built_connectors.push((src, c)),
+                Err(e) => errors.push(settings_error(&src.hc, &e)),
+            },
+            ControlType::Control => match sp.new_control(built_controls.len(), &src) {
+                Ok(c) => built_controls.push((src, c)),
+                Err(e) => errors.push(settings_error(&src.hc, &e)),
+            },
         }
     }
     if !errors.is_empty() {
-        for c in &mut controls {
-            let _ = c.worker.tx.send(plugin::ControlJob::Stop);
-            c.worker.join_within(Duration::from_secs(1));
-        }
         return Err(SetupErrors(errors));
     }
-    for (idx, (hc, lib, c)) in built_connectors.into_iter().enumerate() {
+    let thread_error = |hc: &HostedControl, e: std::io::Error| {
+        SetupErrors(vec![format!(
+            "hosted control \"{}\": cannot start its thread: {e}",
+            hc.name
+        )])
+    };
+    let mut controls = Vec::new();
+    for (idx, (src, c)) in built_controls.into_iter().enumerate() {
+        let worker = sp
+            .run_control(idx, &src, c)
+            .map_err(|e| thread_error(&src.hc, e))?;
+        controls.push(ControlSlot::new(src, worker, m.host.control_queue));
+    }
+    let mut connectors = Vec::new();
+    for (idx, (src, c)) in built_connectors.into_iter().enumerate() {
         let caps = c.capabilities();
-        let worker = plugin::spawn_connector(
-            idx,
-            &hc.name,
-            c,
-            hc.connection,
-            Duration::from_millis(hc.poll_interval_ms),
-            Vec::new(),
-            1024,
-            inbox_tx.clone(),
-        )
-        .map_err(|e| {
-            SetupErrors(vec![format!(
-                "hosted control \"{}\": cannot start its thread: {e}",
-                hc.name
-            )])
-        })?;
-        connectors.push(ConnectorSlot {
-            name: hc.name.clone(),
-            channel: hc.channel.clone(),
-            version: lib.meta.version.to_string(),
-            caps,
-            worker,
-            link: "Unknown",
-            status: "Running",
-            faults: 0,
-        });
+        let worker = sp
+            .run_connector(idx, &src, c, Vec::new())
+            .map_err(|e| thread_error(&src.hc, e))?;
+        connectors.push(ConnectorSlot::new(src, worker, caps));
     }
     let actor = DesktopActor::new(
         m.desktop.clone(),
         crate::desktop::ActorSettings {
             execute_timeout: Duration::from_millis(m.host.execute_timeout_ms),
             lag_timeout: Duration::from_millis(m.host.lag_timeout_ms),
+            restart_limit: m.host.restart_limit,
+            restart_window: Duration::from_secs(m.host.restart_window_secs),
+            restart_backoff: Duration::from_millis(m.host.restart_backoff_ms),
         },
+        sp.clone(),
         connectors,
         controls,
     );
-    let handle = DesktopHandle::new(inbox_tx, ids);
+    let handle = DesktopHandle::new(inbox_tx, sp.ids.clone());
     let thread = std::thread::Builder::new()
         .name("desktop".into())
         .spawn(move || actor.run(inbox_rx))

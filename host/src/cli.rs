@@ -264,6 +264,29 @@ fn run(manifest: &std::path::Path, watch: bool) -> ExitCode {
         .clone()
         .unwrap_or_else(ctl::default_socket);
     let handle = running.handle.clone();
+    let _watcher = if prepared.manifest.host.hot_reload {
+        let files = prepared
+            .manifest
+            .hosted_controls
+            .iter()
+            .zip(&prepared.libraries)
+            .map(|(hc, lib)| (lib.path.clone(), hc.clone()))
+            .collect();
+        match crate::reload::watch(
+            files,
+            prepared.shadow.clone(),
+            handle.inbox(),
+            std::time::Duration::from_millis(prepared.manifest.host.reload_debounce_ms),
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("cannot watch plugin files for hot reload: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let code = runtime.block_on(async move {
         let _guard = match ctl::serve(&socket, handle.clone()) {
             Ok(g) => {

@@ -210,7 +210,8 @@ pub fn parse_command(v: &Value) -> Result<Command, String> {
         let obj = attrs.as_object().ok_or("command.attrs must be an object")?;
         for (k, val) in obj {
             let text = val.as_str().map_or_else(|| val.to_string(), str::to_owned);
-            cmd.attrs.push(cti_plugin_api::KeyValue::new(k.as_str(), text));
+            cmd.attrs
+                .push(cti_plugin_api::KeyValue::new(k.as_str(), text));
         }
     }
     if let Some(s) = v.get("agent_state").and_then(Value::as_str) {

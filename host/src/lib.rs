@@ -8,6 +8,7 @@
 //! - [`plugin`]: the host context given to plugins, and each instance's worker thread.
 //! - [`desktop`]: the desktop manager actor: calls, work items, agent state, fan-out.
 //! - [`app`]: building a running desktop from a manifest.
+//! - [`reload`]: watching plugin files and loading changed ones for a hot swap.
 //! - [`ctl`]: the local control socket (`cti-host ctl`) and its client.
 //! - [`verify`]: the conformance suite for connector libraries (`cti-host verify`).
 #![deny(unsafe_code)]
@@ -21,4 +22,5 @@ pub mod desktop;
 pub mod loader;
 pub mod manifest;
 pub mod plugin;
+pub mod reload;
 pub mod verify;

@@ -2,20 +2,33 @@
 //!
 //! Order of checks, each refusal one line naming the path:
 //! 1. the file exists and is a regular file;
-//! 2. a private copy is made (so a rebuild that rewrites the file in place
+//! 2. permissions (Unix; [`check_permissions`], like sshd's StrictModes):
+//!    the file and every directory above it are owned by the running user
+//!    or root and not writable by group or others (a root-owned directory
+//!    with the sticky bit, such as `/tmp`, is accepted as a parent); every
+//!    symlink on the named path is owned by the user or root. Skipped with
+//!    `[host] allow_insecure_permissions = true`;
+//! 3. a private copy is made (so a rebuild that rewrites the file in place
 //!    never changes the code under a running plugin, and a reload gets a
 //!    fresh image: `dlopen` of an already-open path returns the old one);
-//! 3. the copy is a well-formed ELF shared object for this machine whose
+//! 4. the copy's SHA-256 matches the hosted control's `sha256` pin, when it
+//!    has one: the bytes that are hashed are the bytes that get opened;
+//! 5. the copy is a well-formed ELF shared object for this machine whose
 //!    LOAD segments lie inside the file (`dlopen` of a truncated library
 //!    kills the process with SIGBUS instead of returning an error);
-//! 4. abi_stable opens it, finds the root module, and checks the version
+//! 6. abi_stable opens it, finds the root module, and checks the version
 //!    and layout of everything reachable from it;
-//! 5. the plugin-api semver it was built against is compatible (same major,
+//! 7. the plugin-api semver it was built against is compatible (same major,
 //!    minor ≤ the host's), and its own version meets the manifest's
 //!    requirement.
 //!
+//! [`load_for`] runs every check for a hosted control (the host's start,
+//! `cti-host check` and every hot reload); [`load`] runs them with no pin
+//! and strict permissions (`inspect`, `verify`).
+//!
 //! Libraries are never unloaded (abi_stable leaks them by design). The
-//! private copies live in a per-process directory removed at exit.
+//! private copies live in a per-process directory, owner-only (refused if
+//! someone else owns it), removed at exit.
 
 use std::{
     fmt,
@@ -80,6 +93,8 @@ pub struct Library {
     pub meta: PluginMeta,
     /// Its root module.
     pub module: PluginModRef,
+    /// The SHA-256 of the bytes that were opened (lowercase hex).
+    pub sha256: String,
 }
 
 impl fmt::Debug for Library {
@@ -95,6 +110,8 @@ impl fmt::Debug for Library {
 #[derive(Debug)]
 pub struct ShadowDir {
     dir: PathBuf,
+    /// The running user (the owner of the directory this process made).
+    uid: u32,
 }
 
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -109,11 +126,21 @@ impl ShadowDir {
         let root = runtime_dir();
         std::fs::create_dir_all(&root)?;
         set_mode(&root, 0o700);
-        clean_stale(&root);
         let dir = root.join(format!("libs-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         set_mode(&dir, 0o700);
-        Ok(Self { dir })
+        let uid = owner_of(&dir)?;
+        // A runtime directory made beforehand by someone else (a shared
+        // /tmp) would let them swap a copy between its check and dlopen.
+        private_dir(&root, uid)?;
+        private_dir(&dir, uid)?;
+        clean_stale(&root);
+        Ok(Self { dir, uid })
+    }
+
+    /// The running user's id (0 on platforms without Unix owners).
+    pub fn uid(&self) -> u32 {
+        self.uid
     }
 
     /// The directory.
@@ -159,6 +186,43 @@ fn current_uid() -> u32 {
     {
         0
     }
+}
+
+fn owner_of(path: &Path) -> std::io::Result<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(std::fs::symlink_metadata(path)?.uid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(0)
+    }
+}
+
+/// Refuses a runtime directory that is not the user's alone.
+fn private_dir(path: &Path, uid: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = std::fs::symlink_metadata(path)?;
+        let mode = m.permissions().mode() & 0o7777;
+        if !m.is_dir() || m.uid() != uid || mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: the runtime directory must be a directory owned by uid {uid} with mode 0700 (it is {}owned by uid {}, mode {mode:04o}); remove it or set XDG_RUNTIME_DIR",
+                    path.display(),
+                    if m.is_dir() { "" } else { "not a directory, " },
+                    m.uid()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, uid);
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -239,20 +303,65 @@ pub fn resolve(
     ))
 }
 
+/// What a library must satisfy beyond being a well-formed plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The SHA-256 the library's bytes must have (lowercase hex), if pinned.
+    pub sha256: Option<String>,
+    /// Skip the ownership and permission checks.
+    pub allow_insecure_permissions: bool,
+}
+
+impl Trust {
+    /// What a hosted control asks for: its `sha256` pin and the manifest's
+    /// `allow_insecure_permissions`.
+    pub fn of(hc: &HostedControl) -> Self {
+        Self {
+            sha256: hc.sha256.clone(),
+            allow_insecure_permissions: hc.allow_insecure_permissions,
+        }
+    }
+}
+
 /// Loads a library and checks it, without checking the manifest's version
-/// requirement (see [`check_requirement`]).
+/// requirement (see [`check_requirement`]): strict permissions, no pin.
 ///
 /// # Errors
 /// A [`LoadError`] naming the path and the first check that failed.
 pub fn load(path: &Path, shadow: &ShadowDir) -> Result<Library, LoadError> {
+    load_with(path, shadow, &Trust::default())
+}
+
+/// Loads the library of a hosted control with every check: permissions
+/// (unless the manifest allows insecure ones), the `sha256` pin, the
+/// library itself, then the version requirement and the kind. This is what
+/// the host's start, `cti-host check` and every hot reload use.
+///
+/// # Errors
+/// A [`LoadError`] naming the path and the first check that failed.
+pub fn load_for(path: &Path, shadow: &ShadowDir, hc: &HostedControl) -> Result<Library, LoadError> {
+    let lib = load_with(path, shadow, &Trust::of(hc))?;
+    check_requirement(&lib, hc)?;
+    Ok(lib)
+}
+
+/// Loads a library and checks it against `trust`, without checking the
+/// manifest's version requirement.
+///
+/// # Errors
+/// A [`LoadError`] naming the path and the first check that failed.
+pub fn load_with(path: &Path, shadow: &ShadowDir, trust: &Trust) -> Result<Library, LoadError> {
     let meta = std::fs::metadata(path).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(refuse(path, "not a regular file"));
     }
+    if !trust.allow_insecure_permissions {
+        check_permissions(path, shadow.uid).map_err(|r| refuse(path, r))?;
+    }
     let copy = shadow
         .copy(path)
         .map_err(|e| refuse(path, format!("cannot copy for loading: {e}")))?;
-    let result = load_copy(path, &copy);
+    let result = load_copy(path, &copy, trust.sha256.as_deref());
     if result.is_err() {
         // A refused copy was never opened (or its image is leaked anyway);
         // its file is not needed.
@@ -261,8 +370,20 @@ pub fn load(path: &Path, shadow: &ShadowDir) -> Result<Library, LoadError> {
     result
 }
 
-fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
+fn load_copy(path: &Path, copy: &Path, pin: Option<&str>) -> Result<Library, LoadError> {
     let bytes = std::fs::read(copy).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(want) = pin {
+        if !want.eq_ignore_ascii_case(&sha256) {
+            return Err(refuse(
+                path,
+                format!(
+                    "sha256 mismatch: the manifest pins {} but the file's is {sha256} (replaced or rebuilt? check it, then pin the new digest that `cti-host inspect` prints)",
+                    want.to_ascii_lowercase()
+                ),
+            ));
+        }
+    }
     check_object_file(&bytes).map_err(|r| refuse(path, r))?;
     drop(bytes);
 
@@ -307,7 +428,92 @@ fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
             capabilities: info.capabilities,
         },
         module,
+        sha256,
     })
+}
+
+/// The SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Refuses a library that someone other than the running user (`uid`) or
+/// root could have changed, like sshd's StrictModes:
+/// - every symlink on the path as named is owned by `uid` or root;
+/// - the file (symlinks resolved) and every directory above it up to `/`
+///   are owned by `uid` or root and not writable by group or others;
+/// - except that a directory owned by root with the sticky bit (`/tmp`,
+///   mode 1777) is accepted: there nobody but root and the owner of an
+///   entry can rename or remove it, so the entries below it stay ours.
+///
+/// On other platforms it accepts everything (ACLs are not checked).
+///
+/// # Errors
+/// One line: the offending path, what is wrong, its mode, and the fix.
+pub fn check_permissions(path: &Path, uid: u32) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?
+                .join(path)
+        };
+        let mut named = PathBuf::new();
+        for part in abs.components() {
+            named.push(part);
+            let m = std::fs::symlink_metadata(&named)
+                .map_err(|e| format!("{}: cannot read: {e}", named.display()))?;
+            if m.file_type().is_symlink() && m.uid() != uid && m.uid() != 0 {
+                return Err(format!(
+                    "{}: symlink is owned by uid {}, not by the running user (uid {uid}) or root; replace it, or set [host] allow_insecure_permissions = true",
+                    named.display(),
+                    m.uid()
+                ));
+            }
+        }
+        let real = std::fs::canonicalize(&abs)
+            .map_err(|e| format!("{}: cannot resolve: {e}", abs.display()))?;
+        for (i, p) in real.ancestors().enumerate() {
+            let m =
+                std::fs::metadata(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let what = if i == 0 { "file" } else { "directory" };
+            insecure(p, what, m.uid(), m.mode(), uid).map_or(Ok(()), Err)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, uid);
+        Ok(())
+    }
+}
+
+/// Why a file or directory with this owner and mode is unsafe, if it is.
+fn insecure(p: &Path, what: &str, owner: u32, mode: u32, uid: u32) -> Option<String> {
+    let mode = mode & 0o7777;
+    if owner != uid && owner != 0 {
+        return Some(format!(
+            "{}: {what} is owned by uid {owner}, not by the running user (uid {uid}) or root; fix with chown, or set [host] allow_insecure_permissions = true",
+            p.display()
+        ));
+    }
+    let sticky_root_dir = what == "directory" && owner == 0 && mode & 0o1000 != 0;
+    if mode & 0o022 == 0 || sticky_root_dir {
+        return None;
+    }
+    let by = if mode & 0o002 != 0 { "others" } else { "group" };
+    Some(format!(
+        "{}: {what} is writable by {by} (mode {mode:04o}); fix with chmod go-w {}, or set [host] allow_insecure_permissions = true",
+        p.display(),
+        p.display()
+    ))
 }
 
 /// The host's plugin-api version.
@@ -635,6 +841,83 @@ mod tests {
         assert!(e.contains("truncated"), "{e}");
         let e = check_object_file(&b[..40]).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn permission_rules() {
+        let p = Path::new("/x/plugins");
+        let file =
+            |owner, mode| insecure(Path::new("/x/plugins/libp.so"), "file", owner, mode, 1000);
+        let dir = |owner, mode| insecure(p, "directory", owner, mode, 1000);
+        assert_eq!(file(1000, 0o755), None);
+        assert_eq!(file(0, 0o644), None);
+        assert_eq!(dir(0, 0o755), None);
+        assert_eq!(dir(0, 0o1777), None, "root's sticky /tmp is a safe parent");
+        assert_eq!(
+            dir(0o777, 0o777).as_deref(),
+            Some("/x/plugins: directory is owned by uid 511, not by the running user (uid 1000) or root; fix with chown, or set [host] allow_insecure_permissions = true")
+        );
+        assert_eq!(
+            dir(1000, 0o777).as_deref(),
+            Some("/x/plugins: directory is writable by others (mode 0777); fix with chmod go-w /x/plugins, or set [host] allow_insecure_permissions = true")
+        );
+        assert!(
+            dir(1000, 0o1777)
+                .unwrap()
+                .contains("writable by others (mode 1777)"),
+            "sticky but not root's"
+        );
+        assert!(dir(1000, 0o775)
+            .unwrap()
+            .contains("writable by group (mode 0775)"));
+        assert!(file(1000, 0o666)
+            .unwrap()
+            .contains("file is writable by others (mode 0666)"));
+        assert!(
+            file(0, 0o1777).unwrap().contains("writable by others"),
+            "the sticky rule is for directories"
+        );
+        assert!(file(2000, 0o644).unwrap().contains("owned by uid 2000"));
+    }
+
+    #[test]
+    fn checks_real_paths() {
+        use std::os::unix::fs::PermissionsExt;
+        let shadow = ShadowDir::create().unwrap();
+        let uid = shadow.uid();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugins");
+        std::fs::create_dir(&dir).unwrap();
+        let lib = dir.join("libp.so");
+        std::fs::write(&lib, b"x").unwrap();
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
+        check_permissions(&lib, uid).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_permissions(&lib, uid).unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "{}: directory is writable by others (mode 0777)",
+                std::fs::canonicalize(&dir).unwrap().display()
+            )),
+            "{e}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = check_permissions(&lib, uid).unwrap_err();
+        assert!(e.contains("file is writable by group (mode 0664)"), "{e}");
+        // A symlink to a safe file is judged by the file (and its own owner).
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = tmp.path().join("link.so");
+        std::os::unix::fs::symlink(&lib, &link).unwrap();
+        check_permissions(&link, uid).unwrap();
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

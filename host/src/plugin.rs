@@ -151,6 +151,9 @@ pub enum ControlJob {
 pub struct Worker<J> {
     /// Its mailbox.
     pub tx: Sender<J>,
+    /// The mailbox's receiving side, so the desktop can empty it when it
+    /// retires the instance.
+    pub rx: Receiver<J>,
     /// The thread (taken when joined).
     pub thread: Option<JoinHandle<()>>,
     /// Signalled when the thread ends.
@@ -158,6 +161,15 @@ pub struct Worker<J> {
 }
 
 impl<J> Worker<J> {
+    /// Drops every job still queued (the instance is being retired).
+    pub fn drain(&self) -> usize {
+        let mut n = 0;
+        while self.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
     /// Waits up to `timeout` for the thread to end; detaches it otherwise.
     /// Returns true when it ended.
     pub fn join_within(&mut self, timeout: Duration) -> bool {
@@ -187,6 +199,7 @@ pub fn spawn_connector(
     inbox: Sender<DesktopMsg>,
 ) -> std::io::Result<Worker<ConnectorJob>> {
     let (tx, rx) = crossbeam_channel::bounded::<ConnectorJob>(mailbox);
+    let keep_rx = rx.clone();
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
         .name(format!("connector:{name}"))
@@ -256,6 +269,7 @@ pub fn spawn_connector(
         })?;
     Ok(Worker {
         tx,
+        rx: keep_rx,
         thread: Some(thread),
         done,
     })
@@ -270,6 +284,7 @@ pub fn spawn_control(
     inbox: Sender<DesktopMsg>,
 ) -> std::io::Result<Worker<ControlJob>> {
     let (tx, rx) = crossbeam_channel::bounded::<ControlJob>(mailbox);
+    let keep_rx = rx.clone();
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
         .name(format!("control:{name}"))
@@ -308,6 +323,7 @@ pub fn spawn_control(
         })?;
     Ok(Worker {
         tx,
+        rx: keep_rx,
         thread: Some(thread),
         done,
     })
@@ -328,4 +344,124 @@ pub type CommandResult = Result<Outcome, PluginError>;
 /// Converts a host string for FFI.
 pub fn rs(s: &str) -> RString {
     RString::from(s)
+}
+
+/// What a hosted control needs to build instances of itself: its manifest
+/// entry and its current library (replaced by a hot reload).
+#[derive(Clone, Debug)]
+pub struct PluginSource {
+    /// The manifest entry.
+    pub hc: crate::manifest::HostedControl,
+    /// The loaded library.
+    pub lib: crate::loader::Library,
+}
+
+/// Builds plugin instances and their workers (first start, restarts,
+/// reloads).
+#[derive(Clone)]
+pub struct Spawner {
+    /// The desktop's inbox.
+    pub inbox: Sender<DesktopMsg>,
+    /// Request ids shared by every submitter.
+    pub ids: Arc<AtomicU64>,
+    /// `[desktop] agent_id`.
+    pub agent_id: String,
+    /// Each control's queue capacity.
+    pub control_queue: usize,
+    /// Each connector's mailbox capacity.
+    pub connector_mailbox: usize,
+}
+
+impl Spawner {
+    /// The manifest entry as the plugin sees it.
+    pub fn hosted_info(&self, hc: &crate::manifest::HostedControl) -> HostedInfo {
+        use crate::manifest::ControlType;
+        HostedInfo {
+            name: rs(&hc.name),
+            channel: match hc.kind {
+                ControlType::Connector => rs(&hc.channel),
+                ControlType::Control => RString::new(),
+            },
+            connection: hc.connection,
+            poll_interval_ms: hc.poll_interval_ms,
+            agent_id: rs(&self.agent_id),
+        }
+    }
+
+    /// Builds a connector instance (its constructor only).
+    ///
+    /// # Errors
+    /// What the plugin's constructor returned.
+    pub fn new_connector(
+        &self,
+        idx: usize,
+        src: &PluginSource,
+    ) -> Result<ConnectorBox, PluginError> {
+        let ctx = HostCtx::new(
+            PluginId::Connector(idx),
+            self.hosted_info(&src.hc),
+            self.inbox.clone(),
+            self.ids.clone(),
+        );
+        (src.lib.module.new_connector())(ctx.into_handle(), RStr::from(src.hc.settings.as_str()))
+            .into_result()
+    }
+
+    /// Builds a control instance (its constructor only).
+    ///
+    /// # Errors
+    /// What the plugin's constructor returned.
+    pub fn new_control(&self, idx: usize, src: &PluginSource) -> Result<ControlBox, PluginError> {
+        let ctx = HostCtx::new(
+            PluginId::Control(idx),
+            self.hosted_info(&src.hc),
+            self.inbox.clone(),
+            self.ids.clone(),
+        );
+        (src.lib.module.new_control())(ctx.into_handle(), RStr::from(src.hc.settings.as_str()))
+            .into_result()
+    }
+
+    /// Starts a built connector on its own thread; `calls` are the live
+    /// calls it owned (restart, reload).
+    ///
+    /// # Errors
+    /// When the thread cannot start.
+    pub fn run_connector(
+        &self,
+        idx: usize,
+        src: &PluginSource,
+        connector: ConnectorBox,
+        calls: Vec<CallInfo>,
+    ) -> std::io::Result<Worker<ConnectorJob>> {
+        spawn_connector(
+            idx,
+            &src.hc.name,
+            connector,
+            src.hc.connection,
+            Duration::from_millis(src.hc.poll_interval_ms),
+            calls,
+            self.connector_mailbox,
+            self.inbox.clone(),
+        )
+    }
+
+    /// Starts a built control on its own thread (send it `Start` next).
+    ///
+    /// # Errors
+    /// When the thread cannot start.
+    pub fn run_control(
+        &self,
+        idx: usize,
+        src: &PluginSource,
+        control: ControlBox,
+    ) -> std::io::Result<Worker<ControlJob>> {
+        spawn_control(
+            idx,
+            &src.hc.name,
+            control,
+            self.control_queue,
+            self.inbox.clone(),
+        )
+    }
 }

@@ -17,6 +17,9 @@ use std::{
 
 use serde_json::Value;
 
+pub mod sip;
+pub mod web;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -478,6 +481,57 @@ pub fn build_api_variant(api_version: &str) -> PathBuf {
     );
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
+}
+
+/// Builds (cached in `target/fixtures`) another build of a workspace plugin
+/// with its version changed to `version`: the "rebuilt plugin" of hot-reload
+/// tests. `crate_dir` is relative to the workspace (`plugins/sim-connector`),
+/// `lib` the library's base name (`sim_connector`).
+pub fn build_plugin_variant(crate_dir: &str, lib: &str, version: &str) -> PathBuf {
+    let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = workspace();
+    let tag = format!("{lib}-{}", version.replace('.', "_"));
+    let root = ws.join("target").join("fixtures").join(&tag);
+    let krate = root.join("crate");
+    copy_dir(&ws.join(crate_dir).join("src"), &krate.join("src"));
+    let manifest = fs::read_to_string(ws.join(crate_dir).join("Cargo.toml")).expect("crate manifest");
+    let manifest = manifest.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+    write_if_changed(&krate.join("Cargo.toml"), &manifest);
+    let root_toml = fs::read_to_string(ws.join("Cargo.toml")).expect("workspace manifest");
+    let shared = root_toml
+        .split("[workspace.package]")
+        .nth(1)
+        .and_then(|rest| rest.split("[profile").next())
+        .expect("[workspace.package] in the root Cargo.toml");
+    let shared = shared.replace(
+        "path = \"plugin-api\"",
+        &format!("path = \"{}\"", ws.join("plugin-api").display()),
+    );
+    write_if_changed(
+        &root.join("Cargo.toml"),
+        &format!("[workspace]\nresolver = \"2\"\nmembers = [\"crate\"]\n\n[workspace.package]{shared}"),
+    );
+    if !root.join("Cargo.lock").exists() {
+        fs::copy(ws.join("Cargo.lock"), root.join("Cargo.lock")).expect("copy Cargo.lock");
+    }
+    let target = ws.join("target").join("fixtures").join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--offline", "--lib"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {crate_dir} {version} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = target.join("debug").join(format!("lib{lib}.so"));
+    // Keep each variant's file apart: other variants build to the same name.
+    let kept = root.join(format!("lib{lib}.so"));
+    fs::copy(&built, &kept).expect("keep the variant");
+    kept
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -1,5 +1,7 @@
 //! The desktop actor: the only owner of calls, work items and agent state.
 
+mod supervise;
+
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
@@ -21,7 +23,7 @@ use super::{
 };
 use crate::{
     manifest::{DesktopSettings, OverCapacity},
-    plugin::{CommandResult, ConnectorJob, ControlJob, PluginId, Worker},
+    plugin::{CommandResult, ConnectorJob, ControlJob, PluginSource, Spawner, Worker},
 };
 
 /// A connector as the desktop sees it.
@@ -30,26 +32,42 @@ pub struct ConnectorSlot {
     pub name: String,
     /// Its channel.
     pub channel: String,
-    /// Plugin version.
-    pub version: String,
+    /// Its manifest entry and library.
+    pub source: PluginSource,
     /// What it supports.
     pub caps: Capabilities,
     /// Its worker.
     pub worker: Worker<ConnectorJob>,
     /// `Connected`, `Disconnected`, `Reconnecting` or `Unknown`.
     pub link: &'static str,
-    /// `Running`, `Stopped`, `Faulted`.
+    /// `Running`, `Restarting`, `Stopped`, `Faulted`.
     pub status: &'static str,
-    /// Failures so far.
-    pub faults: u64,
+    /// Supervision history.
+    pub health: Health,
+}
+
+impl ConnectorSlot {
+    /// A running connector.
+    pub fn new(source: PluginSource, worker: Worker<ConnectorJob>, caps: Capabilities) -> Self {
+        Self {
+            name: source.hc.name.clone(),
+            channel: source.hc.channel.clone(),
+            source,
+            caps,
+            worker,
+            link: "Unknown",
+            status: "Running",
+            health: Health::default(),
+        }
+    }
 }
 
 /// A control as the desktop sees it.
 pub struct ControlSlot {
     /// Hosted control name.
     pub name: String,
-    /// Plugin version.
-    pub version: String,
+    /// Its manifest entry and library.
+    pub source: PluginSource,
     /// Its worker.
     pub worker: Worker<ControlJob>,
     /// Its queue capacity.
@@ -59,10 +77,40 @@ pub struct ControlSlot {
     pub lagging: bool,
     /// Events skipped while lagging.
     pub skipped: u64,
-    /// `Running`, `Stopped`, `Faulted`.
+    /// `Running`, `Restarting`, `Stopped`, `Faulted`.
     pub status: &'static str,
-    /// Failures so far.
+    /// Supervision history.
+    pub health: Health,
+}
+
+impl ControlSlot {
+    /// A running control.
+    pub fn new(source: PluginSource, worker: Worker<ControlJob>, capacity: usize) -> Self {
+        Self {
+            name: source.hc.name.clone(),
+            source,
+            worker,
+            capacity,
+            lagging: false,
+            skipped: 0,
+            status: "Running",
+            health: Health::default(),
+        }
+    }
+}
+
+/// A plugin instance's failures and restarts.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Failures so far (errors and caught panics).
     pub faults: u64,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// When the restarts inside the current window happened.
+    pub recent: std::collections::VecDeque<Instant>,
+    /// The generation of the running instance (bumped by restarts and
+    /// reloads), so late messages from a retired one are ignored.
+    pub generation: u64,
 }
 
 /// One interaction.
@@ -93,9 +141,17 @@ struct PendingRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    Restart(PluginKey),
     CommandDeadline(u64),
     WrapUpEnd(RString),
     RingTimeout(RString),
+}
+
+/// A plugin instance, orderable for the timer heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PluginKey {
+    Connector(usize),
+    Control(usize),
 }
 
 /// Tunables the actor needs from `[host]`.
@@ -105,6 +161,12 @@ pub struct ActorSettings {
     pub execute_timeout: Duration,
     /// How long to wait on a full control queue before skipping it.
     pub lag_timeout: Duration,
+    /// Restarts allowed within `restart_window` before Faulted.
+    pub restart_limit: u32,
+    /// The window of the restart limit.
+    pub restart_window: Duration,
+    /// The first restart's delay (doubled per restart in the window).
+    pub restart_backoff: Duration,
 }
 
 /// The actor.
@@ -127,6 +189,7 @@ pub struct DesktopActor {
     subscribers: Vec<tokio::sync::mpsc::Sender<Arc<DesktopEvent>>>,
     internal_ids: u64,
     unknown_call_events: u64,
+    spawner: Spawner,
 }
 
 fn now_ms() -> u64 {
@@ -145,6 +208,7 @@ impl DesktopActor {
     pub fn new(
         cfg: DesktopSettings,
         settings: ActorSettings,
+        spawner: Spawner,
         connectors: Vec<ConnectorSlot>,
         controls: Vec<ControlSlot>,
     ) -> Self {
@@ -166,6 +230,7 @@ impl DesktopActor {
             subscribers: Vec::new(),
             internal_ids: 1 << 62,
             unknown_call_events: 0,
+            spawner,
         }
     }
 
@@ -180,12 +245,25 @@ impl DesktopActor {
         let view = self.agent_view();
         self.emit(EventKind::DESKTOP_READY, |e| e.agent = ROption::RSome(view));
         loop {
+            // Timers first: a busy inbox must not starve them.
+            if self
+                .timers
+                .peek()
+                .is_some_and(|Reverse((at, _))| *at <= Instant::now())
+            {
+                self.fire_timers();
+            }
             let msg = match self.timers.peek() {
                 Some(Reverse((at, _))) => inbox.recv_deadline(*at),
                 None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
                 Ok(DesktopMsg::Shutdown) => break,
+                Ok(DesktopMsg::Reload {
+                    name,
+                    library,
+                    changed_at,
+                }) => self.on_reload(&name, library, changed_at, &inbox),
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => self.fire_timers(),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -222,6 +300,13 @@ impl DesktopActor {
                 let _ = tx.send(self.snapshot());
             }
             DesktopMsg::Subscribe(tx) => self.subscribers.push(tx),
+            DesktopMsg::ReloadFailed { name, reason } => self.emit_reload_failed(&name, &reason),
+            DesktopMsg::Reload { name, .. } => {
+                tracing::warn!(
+                    plugin = name,
+                    "a reload arrived during another; it will be retried on the next change"
+                );
+            }
             DesktopMsg::Shutdown => {}
         }
     }
@@ -256,7 +341,7 @@ impl DesktopActor {
     fn broadcast(&mut self, ev: Arc<DesktopEvent>) {
         let mut need_snapshot = false;
         for c in &mut self.controls {
-            if c.status == "Stopped" {
+            if c.status != "Running" {
                 continue;
             }
             if c.lagging {
@@ -394,7 +479,11 @@ impl DesktopActor {
                 if let ROption::RSome(state) = ev.agent_state {
                     let asked = self.agent_awaiting.take();
                     self.agent_base = state;
-                    let cause = if asked.is_some() { "confirmed" } else { "switch" };
+                    let cause = if asked.is_some() {
+                        "confirmed"
+                    } else {
+                        "switch"
+                    };
                     self.refresh_agent(cause);
                 }
             }
@@ -508,7 +597,9 @@ impl DesktopActor {
         } else if new_offer {
             self.on_new_offer(&id, &channel);
         }
-        if (previous == ConnectionState::Alerting) != (now_state == ConnectionState::Alerting) || is_clear {
+        if (previous == ConnectionState::Alerting) != (now_state == ConnectionState::Alerting)
+            || is_clear
+        {
             self.refresh_capacity(&channel);
         }
         self.refresh_agent("work");
@@ -529,7 +620,8 @@ impl DesktopActor {
         }
         if self.cfg.ring_timeout_seconds > 0 {
             let at = Instant::now() + Duration::from_secs(self.cfg.ring_timeout_seconds);
-            self.timers.push(Reverse((at, Timer::RingTimeout(id.clone()))));
+            self.timers
+                .push(Reverse((at, Timer::RingTimeout(id.clone()))));
         }
         if self.cfg.auto_answer {
             self.auto_answer(id);
@@ -704,10 +796,11 @@ impl DesktopActor {
             match e.view.state {
                 ConnectionState::Connected => o.connected = true,
                 ConnectionState::Held => o.held = true,
+                ConnectionState::Initiated => o.dialing = true,
+                ConnectionState::Alerting if e.view.direction == Direction::Outbound => {
+                    o.dialing = true
+                }
                 _ => {}
-            }
-            if o.connected && o.held {
-                break;
             }
         }
         o
@@ -763,7 +856,8 @@ impl DesktopActor {
                 let at = Instant::now() + Duration::from_secs(secs);
                 entry.wrap_deadline = Some(at);
                 view.work.wrap_up_remaining_ms = secs * 1000;
-                self.timers.push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
+                self.timers
+                    .push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
             }
             self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
             return;
@@ -835,7 +929,9 @@ impl DesktopActor {
                             ),
                         );
                         tracing::warn!(connector = name, request_id, "{err}");
+                        let connector = req.connector;
                         self.complete(request_id, req, Err(err));
+                        self.connector_timed_out(connector);
                     }
                 }
                 Timer::WrapUpEnd(id) => {
@@ -850,6 +946,7 @@ impl DesktopActor {
                     }
                 }
                 Timer::RingTimeout(id) => self.ring_timeout(&id),
+                Timer::Restart(key) => self.restart(key),
             }
         }
     }
@@ -869,14 +966,32 @@ impl DesktopActor {
         RArc::make_mut(&mut entry.view).work.state = WorkState::MISSED;
         self.refresh_allowed(connector, id, ConnectionState::Alerting);
         let secs = self.cfg.ring_timeout_seconds;
-        self.emit_call_simple(EventKind::WORK_ITEM, id, &format!("not answered within {secs} s"));
-        if self.connectors[connector].caps.contains(CommandKind::REJECT) {
+        self.emit_call_simple(
+            EventKind::WORK_ITEM,
+            id,
+            &format!("not answered within {secs} s"),
+        );
+        if self.connectors[connector]
+            .caps
+            .contains(CommandKind::REJECT)
+        {
             self.internal_ids += 1;
             let request_id = self.internal_ids;
-            let mut cmd = Command::new(CommandKind::REJECT, self.calls[id].connector_call_id.clone());
+            let mut cmd = Command::new(
+                CommandKind::REJECT,
+                self.calls[id].connector_call_id.clone(),
+            );
             cmd.text = rs("ring timeout");
             let call_id = id.clone();
-            self.dispatch(connector, request_id, "ring-timeout", cmd, call_id, None, None);
+            self.dispatch(
+                connector,
+                request_id,
+                "ring-timeout",
+                cmd,
+                call_id,
+                None,
+                None,
+            );
         }
         let channel = self.calls[id].view.channel.clone();
         self.refresh_capacity(&channel);
@@ -888,7 +1003,14 @@ impl DesktopActor {
         let mut live = false;
         let mut wrapping = false;
         for e in self.calls.values() {
-            if !e.cleared && e.view.state.is_live() {
+            // Live until the call clears, even after the agent's own
+            // connection is gone (ConnectionCleared comes before CallCleared).
+            if !e.cleared
+                && matches!(
+                    e.view.work.state,
+                    WorkState::OFFERED | WorkState::ACCEPTED | WorkState::ACTIVE
+                )
+            {
                 live = true;
             }
             if e.view.work.state == WorkState::WRAPPING {
@@ -1213,37 +1335,50 @@ impl DesktopActor {
         reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
     ) {
         let Some(id) = self.find_call(command) else {
-            let err = PluginError::new(ErrorKind::UNKNOWN_CALL, format!("no call \"{}\"", command.call_id));
+            let err = PluginError::new(
+                ErrorKind::UNKNOWN_CALL,
+                format!("no call \"{}\"", command.call_id),
+            );
             return self.reply_now(source, request_id, reply, Err(err));
         };
         let work = self.calls[&id].view.work.state;
         let fail = |kind, msg: String| Err(PluginError::new(kind, msg));
         let result = match command.kind {
-            CommandKind::END_WRAP_UP if work != WorkState::WRAPPING => {
-                fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is not in wrap-up (work item {work})"))
-            }
+            CommandKind::END_WRAP_UP if work != WorkState::WRAPPING => fail(
+                ErrorKind::INVALID_STATE,
+                format!("call \"{id}\" is not in wrap-up (work item {work})"),
+            ),
             CommandKind::END_WRAP_UP => {
                 self.end_wrap(&id, "wrap-up ended by the agent");
                 Ok(Outcome::default())
             }
-            CommandKind::EXTEND_WRAP_UP if work != WorkState::WRAPPING => {
-                fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is not in wrap-up (work item {work})"))
-            }
+            CommandKind::EXTEND_WRAP_UP if work != WorkState::WRAPPING => fail(
+                ErrorKind::INVALID_STATE,
+                format!("call \"{id}\" is not in wrap-up (work item {work})"),
+            ),
             CommandKind::EXTEND_WRAP_UP => match command.target.trim().parse::<u64>() {
                 Ok(secs) if secs > 0 && secs <= 3600 => {
                     let e = self.calls.get_mut(&id).expect("checked above");
                     if let Some(at) = e.wrap_deadline {
                         let at = at + Duration::from_secs(secs);
                         e.wrap_deadline = Some(at);
-                        self.timers.push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
+                        self.timers
+                            .push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
                     }
                     self.touch_wrap(&id);
-                    self.emit_call_simple(EventKind::WORK_ITEM, &id, &format!("wrap-up extended by {secs} s"));
+                    self.emit_call_simple(
+                        EventKind::WORK_ITEM,
+                        &id,
+                        &format!("wrap-up extended by {secs} s"),
+                    );
                     Ok(Outcome::default())
                 }
                 _ => fail(
                     ErrorKind::BAD_ARGUMENT,
-                    format!("ExtendWrapUp needs a number of seconds (1-3600) in target, not \"{}\"", command.target),
+                    format!(
+                        "ExtendWrapUp needs a number of seconds (1-3600) in target, not \"{}\"",
+                        command.target
+                    ),
                 ),
             },
             CommandKind::SET_DISPOSITION => {
@@ -1251,13 +1386,22 @@ impl DesktopActor {
                 if !self.cfg.dispositions.iter().any(|d| d == code) {
                     fail(
                         ErrorKind::BAD_ARGUMENT,
-                        format!("unknown disposition \"{code}\" (configured: {})", self.cfg.dispositions.join(", ")),
+                        format!(
+                            "unknown disposition \"{code}\" (configured: {})",
+                            self.cfg.dispositions.join(", ")
+                        ),
                     )
                 } else if matches!(
                     work,
-                    WorkState::COMPLETED | WorkState::REJECTED | WorkState::MISSED | WorkState::CANCELED
+                    WorkState::COMPLETED
+                        | WorkState::REJECTED
+                        | WorkState::MISSED
+                        | WorkState::CANCELED
                 ) {
-                    fail(ErrorKind::INVALID_STATE, format!("call \"{id}\" is already {work}"))
+                    fail(
+                        ErrorKind::INVALID_STATE,
+                        format!("call \"{id}\" is already {work}"),
+                    )
                 } else {
                     let e = self.calls.get_mut(&id).expect("checked above");
                     RArc::make_mut(&mut e.view).work.disposition = rs(code);
@@ -1265,7 +1409,10 @@ impl DesktopActor {
                     Ok(Outcome::default())
                 }
             }
-            other => fail(ErrorKind::UNSUPPORTED, format!("{other} is not a work-item command")),
+            other => fail(
+                ErrorKind::UNSUPPORTED,
+                format!("{other} is not a work-item command"),
+            ),
         };
         self.reply_now(source, request_id, reply, result);
     }
@@ -1381,7 +1528,7 @@ impl DesktopActor {
         if let Err(e) = &result {
             if e.kind == ErrorKind::PANIC {
                 tracing::error!(connector = self.connectors[connector].name, "{e}");
-                self.connectors[connector].faults += 1;
+                self.connectors[connector].health.faults += 1;
             }
             if let Some(call) = self.calls.get_mut(&req.call_id) {
                 // A failed answer or reject leaves the work item as it was.
@@ -1485,35 +1632,6 @@ impl DesktopActor {
         });
     }
 
-    fn on_fault(&mut self, plugin: PluginId, during: &'static str, error: PluginError) {
-        let (name, faults) = match plugin {
-            PluginId::Connector(i) => {
-                let c = &mut self.connectors[i];
-                c.faults += 1;
-                if during == "start" {
-                    c.status = "Faulted";
-                }
-                (c.name.clone(), c.faults)
-            }
-            PluginId::Control(i) => {
-                let c = &mut self.controls[i];
-                c.faults += 1;
-                if during == "start" {
-                    c.status = "Faulted";
-                }
-                (c.name.clone(), c.faults)
-            }
-        };
-        tracing::error!(plugin = name, during, faults, "plugin failed: {error}");
-        if during == "start" {
-            self.emit(EventKind::PLUGIN_STATUS, |e| {
-                e.source = rs(&name);
-                e.text = rs("Faulted");
-                e.cause = rs(&format!("{during}: {error}"));
-            });
-        }
-    }
-
     // ---------------------------------------------------------------- snapshot, shutdown
 
     /// The whole desktop, for a control's start or resync.
@@ -1525,7 +1643,8 @@ impl DesktopActor {
             .map(|e| match e.wrap_deadline {
                 Some(at) => {
                     let mut v = (*e.view).clone();
-                    v.work.wrap_up_remaining_ms = at.saturating_duration_since(now).as_millis() as u64;
+                    v.work.wrap_up_remaining_ms =
+                        at.saturating_duration_since(now).as_millis() as u64;
                     RArc::new(v)
                 }
                 None => e.view.clone(),
@@ -1542,7 +1661,7 @@ impl DesktopActor {
             .map(|c| PluginStatusView {
                 name: rs(&c.name),
                 kind: rs("connector"),
-                version: rs(&c.version),
+                version: rs(&c.source.lib.meta.version.to_string()),
                 status: rs(c.status),
                 link: rs(c.link),
                 channel: rs(&c.channel),
@@ -1552,7 +1671,7 @@ impl DesktopActor {
         plugins.extend(self.controls.iter().map(|c| PluginStatusView {
             name: rs(&c.name),
             kind: rs("control"),
-            version: rs(&c.version),
+            version: rs(&c.source.lib.meta.version.to_string()),
             status: rs(c.status),
             link: RString::new(),
             channel: RString::new(),

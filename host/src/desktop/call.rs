@@ -15,6 +15,9 @@ pub struct Others {
     pub connected: bool,
     /// Another call of this connector is held.
     pub held: bool,
+    /// Another call of this connector is being placed (a consultation
+    /// still ringing).
+    pub dialing: bool,
 }
 
 /// What the state allows, before the connector's capabilities.
@@ -52,6 +55,10 @@ pub fn state_allows(state: S, direction: Direction, muted: bool, others: Others)
                     K::COMPLETE_TRANSFER,
                     K::CANCEL_CONSULT,
                 ]);
+            } else if others.dialing {
+                // A consultation still ringing can be given up or completed
+                // (the far end gets the call when it answers).
+                kinds.extend([K::COMPLETE_TRANSFER, K::CANCEL_CONSULT]);
             }
         }
         S::Null | S::Failed => {}
@@ -146,17 +153,24 @@ mod tests {
     #[test]
     fn two_calls_enable_alternate_and_conference() {
         let held_other = Others {
-            connected: false,
             held: true,
+            ..Others::default()
         };
         let c = allowed(S::Connected, Direction::Inbound, false, held_other, all());
         assert!(c.contains(K::ALTERNATE) && c.contains(K::CONFERENCE));
         let connected_other = Others {
             connected: true,
-            held: false,
+            ..Others::default()
         };
         let h = allowed(S::Held, Direction::Inbound, false, connected_other, all());
         assert!(h.contains(K::ALTERNATE) && h.contains(K::COMPLETE_TRANSFER));
+        let dialing = Others {
+            dialing: true,
+            ..Others::default()
+        };
+        let h = allowed(S::Held, Direction::Inbound, false, dialing, all());
+        assert!(h.contains(K::CANCEL_CONSULT) && h.contains(K::COMPLETE_TRANSFER));
+        assert!(!h.contains(K::CONFERENCE) && !h.contains(K::ALTERNATE));
     }
 
     #[test]

@@ -76,6 +76,22 @@ pub enum DesktopMsg {
     Snapshot(tokio::sync::oneshot::Sender<DesktopSnapshot>),
     /// Stream every event from now on (for `ctl events`).
     Subscribe(tokio::sync::mpsc::Sender<Arc<DesktopEvent>>),
+    /// A changed plugin file loaded and passed every check: swap it in.
+    Reload {
+        /// The hosted control.
+        name: String,
+        /// The new library.
+        library: crate::loader::Library,
+        /// When the file was seen to change (for `took_ms`).
+        changed_at: std::time::Instant,
+    },
+    /// A changed plugin file was refused; the running version stays.
+    ReloadFailed {
+        /// The hosted control.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// Stop every plugin and end the actor.
     Shutdown,
 }
@@ -136,6 +152,11 @@ impl DesktopHandle {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity);
         send_blocking(self.inbox.clone(), DesktopMsg::Subscribe(tx)).await?;
         Ok(rx)
+    }
+
+    /// The desktop's inbox, for host components (the reload watcher).
+    pub fn inbox(&self) -> Sender<DesktopMsg> {
+        self.inbox.clone()
     }
 
     /// Asks the desktop to stop (returns at once).

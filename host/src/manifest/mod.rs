@@ -120,6 +120,10 @@ pub struct HostedControl {
     pub channel: String,
     /// Expected SHA-256 of the library file (hex), if pinned.
     pub sha256: Option<String>,
+    /// `[host] allow_insecure_permissions`: load the library even when it
+    /// or a directory above it is writable by group or others, or owned by
+    /// someone else (see `loader::check_permissions`).
+    pub allow_insecure_permissions: bool,
     /// The `settings` table, as TOML text for the plugin.
     pub settings: String,
     /// Where the entry's `library` key is, for load errors.
@@ -146,6 +150,31 @@ pub struct HostSettings {
     pub lag_timeout_ms: u64,
     /// Capacity of the desktop's inbox (connector events, commands).
     pub inbox_capacity: usize,
+    /// Load plugin libraries even when their file or a directory above it
+    /// is writable by group or others or owned by another user (off: such
+    /// a library is refused, like sshd's StrictModes).
+    pub allow_insecure_permissions: bool,
+    /// How callers' numbers appear in the host's logs.
+    pub log_numbers: LogNumbers,
+    /// Restarts allowed within `restart_window_secs` before a plugin is
+    /// marked Faulted.
+    pub restart_limit: u32,
+    /// The window of the restart limit.
+    pub restart_window_secs: u64,
+    /// The first restart's delay; doubled for each restart in the window.
+    pub restart_backoff_ms: u64,
+    /// How long a changed plugin file must stay unchanged before a reload.
+    pub reload_debounce_ms: u64,
+}
+
+/// How callers' numbers appear in logs (`[host] log_numbers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogNumbers {
+    /// Only the last digits (`+***0100`), the default.
+    #[default]
+    Masked,
+    /// In full (for a lab; personal data in the logs).
+    Full,
 }
 
 /// Log output format.
@@ -420,6 +449,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
             poll_interval_ms,
             channel: hc.channel.unwrap_or_else(|| "voice".to_owned()),
             sha256,
+            allow_insecure_permissions: host.allow_insecure_permissions,
             settings,
             location,
         });
@@ -470,6 +500,20 @@ fn check_host(ck: &mut Checker<'_>, base: &Path, raw: raw::RawHost) -> HostSetti
             }
         },
     };
+    let log_numbers = match raw.log_numbers {
+        None => LogNumbers::Masked,
+        Some(v) => match v.get_ref().as_str() {
+            "masked" => LogNumbers::Masked,
+            "full" => LogNumbers::Full,
+            other => {
+                ck.error(
+                    Some(v.span()),
+                    format!("log_numbers must be \"masked\" or \"full\", not \"{other}\""),
+                );
+                LogNumbers::Masked
+            }
+        },
+    };
     let mut positive = |v: Option<toml::Spanned<u64>>, key: &str, default: u64| match v {
         None => default,
         Some(s) if *s.get_ref() == 0 => {
@@ -496,6 +540,12 @@ fn check_host(ck: &mut Checker<'_>, base: &Path, raw: raw::RawHost) -> HostSetti
         control_queue,
         lag_timeout_ms: raw.lag_timeout_ms.unwrap_or(1_000),
         inbox_capacity,
+        allow_insecure_permissions: raw.allow_insecure_permissions.unwrap_or(false),
+        log_numbers,
+        restart_limit: raw.restart_limit.unwrap_or(5),
+        restart_window_secs: raw.restart_window_secs.unwrap_or(60).max(1),
+        restart_backoff_ms: raw.restart_backoff_ms.unwrap_or(200),
+        reload_debounce_ms: raw.reload_debounce_ms.unwrap_or(300),
     }
 }
 
@@ -725,6 +775,26 @@ version = "not-a-req"
             m.host.plugin_dirs,
             vec![PathBuf::from("/abs"), PathBuf::from("dir/rel")]
         );
+    }
+
+    #[test]
+    fn trust_and_privacy_keys() {
+        let m = check("[host]\nallow_insecure_permissions = true\nlog_numbers = \"full\"\n[[hosted_control]]\nname = \"P\"\ntype = \"connector\"\nlibrary = \"x\"\nsha256 = \"AB01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01\"\n").unwrap();
+        assert!(m.host.allow_insecure_permissions);
+        assert_eq!(m.host.log_numbers, LogNumbers::Full);
+        let hc = &m.hosted_controls[0];
+        assert!(hc.allow_insecure_permissions);
+        assert_eq!(
+            hc.sha256.as_deref(),
+            Some("ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01")
+        );
+        let d = check("").unwrap();
+        assert!(!d.host.allow_insecure_permissions);
+        assert_eq!(d.host.log_numbers, LogNumbers::Masked);
+        let e = one_error("[host]\nlog_numbers = \"some\"\n");
+        assert!(e.starts_with("dir/m.toml:2:15: log_numbers must be"), "{e}");
+        let e = one_error("[[hosted_control]]\nname = \"P\"\ntype = \"control\"\nlibrary = \"x\"\nsha256 = \"abc\"\n");
+        assert!(e.contains("sha256 must be 64 hex digits"), "{e}");
     }
 
     #[test]

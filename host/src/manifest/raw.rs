@@ -36,6 +36,12 @@ pub struct RawHost {
     pub control_queue: Option<Spanned<u64>>,
     pub lag_timeout_ms: Option<u64>,
     pub inbox_capacity: Option<Spanned<u64>>,
+    pub allow_insecure_permissions: Option<bool>,
+    pub log_numbers: Option<Spanned<String>>,
+    pub restart_limit: Option<u32>,
+    pub restart_window_secs: Option<u64>,
+    pub restart_backoff_ms: Option<u64>,
+    pub reload_debounce_ms: Option<u64>,
 }
 
 /// `[desktop]`.

@@ -53,6 +53,7 @@ use crate::{
 
 pub mod json;
 pub mod prelude;
+pub mod privacy;
 
 /// The host, as a plugin sees it. Cheap to clone and `Send + Sync`.
 #[derive(Clone)]
@@ -109,6 +110,28 @@ impl Host {
     }
 }
 
+/// The reserved settings key of the **test mode**: `cti-host verify` merges
+/// `cti_test_mode = true` into the settings it builds a connector with.
+///
+/// [`Settings::parse`] removes the key before deserialising, so a plugin's
+/// `deny_unknown_fields` settings type never sees it; a connector reads it
+/// with [`Settings::test_mode`]. A connector that supports the test mode
+/// promises, while it is on:
+/// - soon after `start` (within 2 s) it offers an inbound call (`Delivered`
+///   carrying `call`, state `Alerting`) without a real caller, and a second
+///   one once the first is no longer ringing (so `Answer` and `Reject` can
+///   both be exercised); no more after that;
+/// - the far end never hangs up or abandons by itself;
+/// - an outbound call (`MakeCall`) is answered (`Established`) within 2 s,
+///   and a transfer or consultation target accepts at once;
+/// - it needs no real phone system when it can avoid one (a connector that
+///   cannot is verified against the lab system its other settings name).
+///
+/// A connector without a test mode simply ignores the key; `verify` then
+/// exercises what the connector offers by itself (the settings given with
+/// `--settings`, such as the simulator's `first_call_after_ms = 0`).
+pub const TEST_MODE_KEY: &str = "cti_test_mode";
+
 /// The hosted control's `settings` table.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -134,10 +157,32 @@ impl Settings {
     /// # Errors
     /// A `BadSettings` error naming the key and the problem.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        toml::from_str(&self.text).map_err(|e| {
+        toml::from_str(&self.without_reserved()).map_err(|e| {
             let msg = e.message().to_owned();
             PluginError::new(ErrorKind::BAD_SETTINGS, format!("settings: {msg}"))
         })
+    }
+
+    /// True when the host runs the connector in test mode (see
+    /// [`TEST_MODE_KEY`]): `cti_test_mode = true` in the settings.
+    pub fn test_mode(&self) -> bool {
+        self.text.contains(TEST_MODE_KEY)
+            && toml::from_str::<toml::Table>(&self.text)
+                .is_ok_and(|t| t.get(TEST_MODE_KEY).and_then(toml::Value::as_bool) == Some(true))
+    }
+
+    /// The settings without the keys reserved for the host.
+    fn without_reserved(&self) -> std::borrow::Cow<'_, str> {
+        if !self.text.contains(TEST_MODE_KEY) {
+            return std::borrow::Cow::Borrowed(&self.text);
+        }
+        let Ok(mut table) = toml::from_str::<toml::Table>(&self.text) else {
+            return std::borrow::Cow::Borrowed(&self.text);
+        };
+        if table.remove(TEST_MODE_KEY).is_none() {
+            return std::borrow::Cow::Borrowed(&self.text);
+        }
+        toml::to_string(&table).map_or(std::borrow::Cow::Borrowed(&self.text), std::borrow::Cow::Owned)
     }
 }
 
@@ -251,16 +296,53 @@ pub fn unsupported(command: &Command) -> PluginError {
     )
 }
 
+/// The longest panic text (in characters) passed on to the host.
+pub const MAX_PANIC_MESSAGE: usize = 200;
+
 /// Turns a panic payload into the error returned to the host.
+///
+/// The message is `plugin panicked: ` followed by the plugin's own panic
+/// text only: the SDK adds nothing of the command or the call (no number,
+/// no call data). Phone-number-like runs in the plugin's text are masked
+/// ([`privacy::redact_numbers`]) and the text is cut at
+/// [`MAX_PANIC_MESSAGE`] characters, so a careless `expect(&format!(…))`
+/// cannot leak a caller's number into the host's logs.
 pub fn panic_error(payload: Box<dyn Any + Send>) -> PluginError {
-    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    };
+    let msg = panic_text(payload.as_ref());
     PluginError::new(ErrorKind::PANIC, format!("plugin panicked: {msg}"))
+}
+
+/// The redacted, truncated text of a panic payload.
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    let raw = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "panic with a non-string payload"
+    };
+    let line = raw.lines().next().unwrap_or("");
+    privacy::truncate(&privacy::redact_numbers(line), MAX_PANIC_MESSAGE).into_owned()
+}
+
+/// Makes a panic inside this plugin print one line on stderr (no
+/// backtrace): the SDK catches it and the host reports and handles it. Each
+/// plugin library has its own copy of std, hence its own hook; called by
+/// `export_plugin!` when the library is loaded.
+#[doc(hidden)]
+pub fn install_panic_hook(plugin: &'static str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(move |info| {
+            // Redacted and truncated like the error itself (no call data).
+            let msg = panic_text(info.payload());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!("plugin {plugin} panicked{at}: {msg} (caught and reported to the host)");
+        }));
+    });
 }
 
 /// Runs `f`, turning a panic into a `Panic` error.
@@ -357,6 +439,7 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         pub fn __cti_plugin_root_module() -> $crate::PluginModRef {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            $crate::sdk::install_panic_hook(env!("CARGO_PKG_NAME"));
             $crate::PluginMod {
                 info: __cti_plugin_info,
                 new_connector: __cti_plugin_new_connector,

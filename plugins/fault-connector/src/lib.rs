@@ -11,6 +11,13 @@
 //! | `slow_execute_ms` | `0` | `execute` sleeps this long first |
 //! | `calls_at_start` | `0` | inbound calls `fault-1`, `fault-2`… Delivered at start |
 //! | `flood_events` | `0` | after start, a thread raises this many Delivered + ConnectionCleared + CallCleared triples as fast as it can |
+//! | `claim_extra_capabilities` | `[]` | commands (`"SendDtmf"`, `"Mute"`…) added to `capabilities()` without being implemented: `execute` answers `Ok` and raises nothing (a connector that lies) |
+//! | `hide_capabilities` | `[]` | commands left out of `capabilities()` but still carried out (a connector that answers `Ok` to an undeclared command) |
+//! | `emit_unknown_call` | `false` | at start, raises `Established` for `ghost-1`, a call it never introduced |
+//! | `stop_delay_ms` | `0` | `stop` sleeps this long first |
+//!
+//! In the SDK's test mode (`cti-host verify`) it offers one inbound call at
+//! start (`calls_at_start` is at least 1).
 //!
 //! It works in both connection models: events go to the host (instance) or
 //! to an outbox that `poll` drains (polling).
@@ -65,6 +72,14 @@ pub struct FaultSettings {
     pub calls_at_start: u64,
     /// Triples of events a thread raises after start.
     pub flood_events: u64,
+    /// Commands declared without being implemented.
+    pub claim_extra_capabilities: Vec<String>,
+    /// Commands implemented without being declared.
+    pub hide_capabilities: Vec<String>,
+    /// Raise `Established` for a call never introduced, at start.
+    pub emit_unknown_call: bool,
+    /// `stop` sleeps this long first.
+    pub stop_delay_ms: u64,
 }
 
 impl Default for FaultSettings {
@@ -76,6 +91,10 @@ impl Default for FaultSettings {
             slow_execute_ms: 0,
             calls_at_start: 0,
             flood_events: 0,
+            claim_extra_capabilities: Vec::new(),
+            hide_capabilities: Vec::new(),
+            emit_unknown_call: false,
+            stop_delay_ms: 0,
         }
     }
 }
@@ -110,11 +129,38 @@ pub struct FaultConnector {
     calls: Vec<CallInfo>,
     last_id: u64,
     flood: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// Declared but not implemented.
+    claimed: Capabilities,
+    /// Implemented but not declared.
+    hidden: Capabilities,
+}
+
+/// Parses a list of call-control command names.
+fn command_set(key: &str, names: &[String]) -> Result<Capabilities, PluginError> {
+    let mut set = Capabilities::NONE;
+    for name in names {
+        match CommandKind::parse(name) {
+            Some(k) if !k.is_desktop() => set |= Capabilities::of(k),
+            _ => {
+                return Err(PluginError::new(
+                    ErrorKind::BAD_SETTINGS,
+                    format!("settings: {key}: {name:?} is not a call-control command"),
+                ))
+            }
+        }
+    }
+    Ok(set)
 }
 
 impl NewConnector for FaultConnector {
     fn new(host: Host, settings: Settings) -> Result<Self, PluginError> {
-        let settings: FaultSettings = settings.parse()?;
+        let test_mode = settings.test_mode();
+        let mut settings: FaultSettings = settings.parse()?;
+        if test_mode {
+            settings.calls_at_start = settings.calls_at_start.max(1);
+        }
+        let claimed = command_set("claim_extra_capabilities", &settings.claim_extra_capabilities)?;
+        let hidden = command_set("hide_capabilities", &settings.hide_capabilities)?;
         let bad = |msg: String| PluginError::new(ErrorKind::BAD_SETTINGS, msg);
         let mut panic_in = [false; 5];
         for name in &settings.panic_in {
@@ -140,6 +186,8 @@ impl NewConnector for FaultConnector {
             calls: Vec::new(),
             last_id: 0,
             flood: None,
+            claimed,
+            hidden,
         };
         me.fault(NEW);
         Ok(me)
@@ -280,6 +328,15 @@ impl Connector for FaultConnector {
             self.calls.push(info);
             self.sink.send(ev)?;
         }
+        if self.settings.emit_unknown_call {
+            self.sink.send(event(
+                EventKind::ESTABLISHED,
+                "ghost-1",
+                ConnectionState::Connected,
+                "",
+                "",
+            ))?;
+        }
         self.stop_flood();
         if self.settings.flood_events > 0 {
             let stop = Arc::new(AtomicBool::new(false));
@@ -315,6 +372,10 @@ impl Connector for FaultConnector {
             }
         }
         thread::sleep(Duration::from_millis(self.settings.slow_execute_ms));
+        if self.claimed.contains(command.kind) && !CAPABILITIES.contains(command.kind) {
+            // Claimed, not implemented: a lie that verify must catch.
+            return Ok(Outcome::default());
+        }
         let (outcome, events) = self.phone(command)?;
         for ev in events {
             self.sink.send(ev)?;
@@ -322,11 +383,16 @@ impl Connector for FaultConnector {
         Ok(outcome)
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities((CAPABILITIES.0 | self.claimed.0) & !self.hidden.0)
+    }
+
     fn calls(&self) -> Vec<CallInfo> {
         self.calls.clone()
     }
 
     fn stop(&mut self) -> Result<(), PluginError> {
+        thread::sleep(Duration::from_millis(self.settings.stop_delay_ms));
         // Stop the thread first, so a panicking stop leaves nothing running.
         self.stop_flood();
         self.fault(STOP);

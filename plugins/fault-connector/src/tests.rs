@@ -195,3 +195,40 @@ fn flood_raises_triples() {
     );
     assert!(c.calls().is_empty());
 }
+
+#[test]
+fn capability_lies_and_test_mode() {
+    let (c, events) = build(
+        ConnectionModel::Instance,
+        "claim_extra_capabilities = [\"SendDtmf\"]\nhide_capabilities = [\"Hold\"]\nemit_unknown_call = true\ncti_test_mode = true",
+    )
+    .ok()
+    .expect("valid settings");
+    let mut c = c;
+    let caps = c.capabilities();
+    assert!(caps.contains(CommandKind::SEND_DTMF));
+    assert!(!caps.contains(CommandKind::HOLD));
+    assert!(caps.contains(CommandKind::ANSWER));
+    guard(|| c.start(Vec::new())).into_result().expect("start");
+    let evs = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        kinds(&evs),
+        [EventKind::LINK_UP, EventKind::DELIVERED, EventKind::ESTABLISHED]
+    );
+    assert_eq!(evs[2].call_id.as_str(), "ghost-1");
+    let id = evs[1].call_id.to_string();
+    c.execute(&Command::new(CommandKind::ANSWER, id.as_str()))
+        .expect("answer");
+    // The claimed command answers Ok and does nothing; the hidden one works.
+    let before = events.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let mut dtmf = Command::new(CommandKind::SEND_DTMF, id.as_str());
+    dtmf.target = "1".into();
+    c.execute(&dtmf).expect("claimed dtmf");
+    assert_eq!(events.lock().unwrap_or_else(|e| e.into_inner()).len(), before);
+    c.execute(&Command::new(CommandKind::HOLD, id.as_str()))
+        .expect("hidden hold still works");
+    for bad in ["claim_extra_capabilities = [\"Nope\"]", "hide_capabilities = [\"EndWrapUp\"]"] {
+        let err = build(ConnectionModel::Instance, bad).err().map(|e| e.kind);
+        assert_eq!(err, Some(ErrorKind::BAD_SETTINGS), "{bad}");
+    }
+}

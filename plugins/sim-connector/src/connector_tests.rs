@@ -157,3 +157,88 @@ fn polling_model_returns_events_from_poll() {
     );
     sim.stop().expect("stop");
 }
+
+/// A scenario file in a fresh temporary folder; returns its path.
+fn scenario_file(tag: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("sim-connector-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).expect("write scenario");
+    path.display().to_string()
+}
+
+#[test]
+fn a_scenario_plays_through_both_models() {
+    let path = scenario_file(
+        "play",
+        "[[step]]\nat_ms = 10\naction = \"inbound\"\ncall = \"c1\"\nani = \"+1001\"\n\
+         [[step]]\nat_ms = 30\naction = \"agent_state\"\nstate = \"NotReady(Break)\"\n",
+    );
+    let settings = format!("scenario = {path:?}\ntalk_time_secs = [0, 0]");
+    let (mut sim, events) = connector(ConnectionModel::Instance, &settings);
+    sim.start(Vec::new()).expect("start");
+    let delivered = wait_for(&events, EventKind::DELIVERED);
+    assert_eq!(delivered.call_id, "scn-c1");
+    let forced = wait_for(&events, EventKind::AGENT_STATE_CHANGED);
+    assert_eq!(forced.cause, "switch");
+    // The far-end hook through the connector.
+    let mut hangup = Command::new(CommandKind::HANGUP, "scn-c1");
+    hangup
+        .attrs
+        .push(KeyValue::new(crate::FAR_END_ATTR, "+1001"));
+    sim.execute(&hangup).expect("far end hangs up");
+    let cleared = wait_for(&events, EventKind::CONNECTION_CLEARED);
+    assert_eq!(
+        (cleared.party.as_str(), cleared.cause.as_str()),
+        ("+1001", "CallAbandoned")
+    );
+    sim.stop().expect("stop");
+
+    let (mut sim, _) = connector(ConnectionModel::Polling, &settings);
+    // The file is read when the connector is built, not later.
+    let _ = std::fs::remove_file(&path);
+    sim.start(Vec::new()).expect("start");
+    std::thread::sleep(Duration::from_millis(40));
+    let kinds: Vec<EventKind> = sim.poll().expect("poll").iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::LINK_UP,
+            EventKind::DELIVERED,
+            EventKind::AGENT_STATE_CHANGED
+        ]
+    );
+    sim.stop().expect("stop");
+}
+
+#[test]
+fn a_bad_or_missing_scenario_refuses_the_connector() {
+    let refused = |settings: &str| {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakeHost {
+            model: ConnectionModel::Instance,
+            events,
+        };
+        let handle: HostHandle = HostApi_TO::from_ptr(RArc::new(fake), TD_Opaque);
+        match SimConnector::new(Host::from_handle(handle), Settings::from_toml(settings)) {
+            Ok(_) => panic!("accepted: {settings}"),
+            Err(e) => e,
+        }
+    };
+    let e = refused("scenario = \"/nonexistent/scenario.toml\"");
+    assert_eq!(e.kind, ErrorKind::BAD_SETTINGS);
+    assert!(
+        e.message
+            .starts_with("/nonexistent/scenario.toml: cannot read the scenario file"),
+        "{e}"
+    );
+    let path = scenario_file("bad", "[[step]]\nat_ms = 0\naction = \"dance\"\n");
+    let e = refused(&format!("scenario = {path:?}"));
+    assert_eq!(e.kind, ErrorKind::BAD_SETTINGS);
+    assert!(
+        e.message
+            .starts_with(&format!("{path}: step 1: unknown action \"dance\"")),
+        "{e}"
+    );
+    let _ = std::fs::remove_file(&path);
+}

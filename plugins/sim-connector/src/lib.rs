@@ -1,11 +1,50 @@
 //! sim-connector: a simulated phone system, the default desktop's connector.
 //!
 //! The first inbound call arrives soon after start, the next ones as a
-//! Poisson process, and the far end hangs up after a random talk time. The
-//! agent can answer, reject, hang up, hold, retrieve, dial out (a number
-//! ending in `486` is busy), send DTMF, mute and set the agent state. See
-//! [`SimSettings`] for the settings.
+//! Poisson process, and each far party hangs up after a random talk time.
+//! The agent can answer, reject, hang up, hold, retrieve, dial out (a number
+//! ending in `486` is busy), send DTMF, mute, set the agent state, transfer
+//! (blind, or consult then complete or cancel), conference and alternate.
+//! See [`SimSettings`] for the settings.
 //!
+//! Instead of random calls the simulator can play a **scenario** file
+//! (`scenario = "path.toml"`): timed inbound and outbound calls, far-end
+//! hang-ups, busy and unanswered numbers, agent states forced by the switch.
+//! See [`scenario`] for its format; `config/scenarios/` has examples.
+//!
+//! # Call operations and their events
+//! `state` is the agent's connection state after the event; `party` says
+//! who; the agent's own party is `agent_extension`.
+//!
+//! | command | events |
+//! |---|---|
+//! | `BlindTransfer` (A Connected/Held, `target` T) | `Transferred` A (Null, party agent, text T, cause `SingleStepTransfer`), `ConnectionCleared` A (Null, agent, `Transferred`), `CallCleared` A |
+//! | `Consult` (A Connected, `target` T) | `Held` A; `Originated` B (new call: outbound, ani agent, dnis T; `related_call_id` A, attr `consult_of`=A, party T); later `Delivered` B, `Established` B — or `Failed` B (`Busy`) + `CallCleared` B for a number ending in 486. The outcome's `call_id` is B. |
+//! | `CompleteTransfer` (A Held, `other_call_id` B Connected or ringing) | `Transferred` A (Null, party agent, text = B's far party, related B, cause `Transfer`), `ConnectionCleared` + `CallCleared` A, `ConnectionCleared` B (Null, agent, `Transferred`) + `CallCleared` B |
+//! | `CancelConsult` (A Held, B) | `ConnectionCleared` B (Null, agent, `ConsultCanceled`) + `CallCleared` B, `Retrieved` A (Connected) |
+//! | `Conference` (A Held, B Connected) | `Conferenced` B (Connected, party = A's far party, related A, text = B's far parties, comma-separated, oldest first), `Conferenced` A (Null, related B, cause `Merged`), `ConnectionCleared` A (Null, agent, `Conferenced`) + `CallCleared` A |
+//! | `Alternate` (A Held, B Connected) | `Held` B (related A), `Retrieved` A (related B) |
+//!
+//! For the two-call commands `call_id` names the held call; when only
+//! `other_call_id` is held the two are taken the other way round. A command
+//! on a call in the wrong state fails with `InvalidState` naming the call
+//! and its state; an unknown call with `UnknownCall`; a missing `target` or
+//! `other_call_id` with `BadArgument`.
+//!
+//! A far party hangs up on its own timer (`talk_time_secs`, drawn when it
+//! connects, held or not). When one far party of a conference leaves, the
+//! call gets `ConnectionCleared` (party = that number, state = the agent's,
+//! still `Connected`); when the last one leaves, `ConnectionCleared` (party,
+//! Null) + `CallCleared`.
+//!
+//! # Test hook: playing the far end
+//! A `Hangup` command whose `attrs` hold `("sim.far_end", PARTY)` means "far
+//! party PARTY hangs up", not the agent (`"*"`: every far party). The
+//! desktop passes `attrs` through unchanged, so a test can send
+//! `cti-host ctl raw '{"kind":"Hangup","call_id":"…","attrs":{"sim.far_end":"+1425…"}}'`.
+//! This exists only in the simulator.
+//!
+//! # Connection models
 //! Both connection models run the same [`SimCore`]:
 //! - instance: a generator thread sleeps until the next due event and emits
 //!   it; commands emit their events before `execute` returns;
@@ -13,6 +52,7 @@
 //!   what happened, after the events of the commands since the last poll.
 #![forbid(unsafe_code)]
 
+pub mod scenario;
 mod settings;
 mod sim;
 
@@ -25,8 +65,9 @@ use std::{
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use cti_plugin_api::sdk::prelude::*;
 
+pub use scenario::Scenario;
 pub use settings::SimSettings;
-pub use sim::SimCore;
+pub use sim::{SimCore, FAR_END_ATTR};
 
 /// The commands the simulated phone supports.
 pub const CAPABILITIES: Capabilities = capabilities(&[
@@ -39,6 +80,12 @@ pub const CAPABILITIES: Capabilities = capabilities(&[
     CommandKind::SEND_DTMF,
     CommandKind::MUTE,
     CommandKind::UNMUTE,
+    CommandKind::BLIND_TRANSFER,
+    CommandKind::CONSULT,
+    CommandKind::COMPLETE_TRANSFER,
+    CommandKind::CANCEL_CONSULT,
+    CommandKind::CONFERENCE,
+    CommandKind::ALTERNATE,
     CommandKind::SET_AGENT_STATE,
 ]);
 
@@ -54,6 +101,12 @@ const fn capabilities(kinds: &[CommandKind]) -> Capabilities {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log_notes(host: &Host, notes: Vec<String>) {
+    for note in notes {
+        host.info(&format!("sim-connector: {note}"));
+    }
 }
 
 /// The state shared with the generator thread.
@@ -73,6 +126,7 @@ impl Shared {
     ) -> R {
         let mut core = lock(&self.core);
         let (result, events) = f(&mut core);
+        let notes = core.take_notes();
         let _order = lock(&self.emit_order);
         drop(core);
         for ev in events {
@@ -81,6 +135,7 @@ impl Shared {
                 break;
             }
         }
+        log_notes(host, notes);
         result
     }
 }
@@ -166,7 +221,11 @@ impl Connector for SimConnector {
     fn start(&mut self, calls: Vec<CallInfo>) -> Result<(), PluginError> {
         self.stop_worker()?;
         let adopted = calls.len();
-        lock(&self.shared.core).start(Instant::now(), calls);
+        let scenario = {
+            let mut core = lock(&self.shared.core);
+            core.start(Instant::now(), calls);
+            core.scenario_source().map(str::to_owned)
+        };
         let link_up = ConnectorEvent::new(EventKind::LINK_UP, "", ConnectionState::Null);
         match self.model {
             ConnectionModel::Instance => {
@@ -175,8 +234,9 @@ impl Connector for SimConnector {
             }
             ConnectionModel::Polling => self.outbox.push(link_up),
         }
+        let playing = scenario.map_or_else(String::new, |s| format!(", playing {s}"));
         self.host.info(&format!(
-            "sim-connector started ({:?} model, {adopted} call(s) adopted)",
+            "sim-connector started ({:?} model, {adopted} call(s) adopted{playing})",
             self.model
         ));
         Ok(())
@@ -184,7 +244,12 @@ impl Connector for SimConnector {
 
     fn poll(&mut self) -> Result<Vec<ConnectorEvent>, PluginError> {
         let mut events = std::mem::take(&mut self.outbox);
-        events.extend(lock(&self.shared.core).advance(Instant::now()));
+        let notes = {
+            let mut core = lock(&self.shared.core);
+            events.extend(core.advance(Instant::now()));
+            core.take_notes()
+        };
+        log_notes(&self.host, notes);
         Ok(events)
     }
 
@@ -210,8 +275,13 @@ impl Connector for SimConnector {
                 result
             }
             ConnectionModel::Polling => {
-                let (result, events) = run(&mut lock(&self.shared.core));
+                let (result, events, notes) = {
+                    let mut core = lock(&self.shared.core);
+                    let (result, events) = run(&mut core);
+                    (result, events, core.take_notes())
+                };
                 self.outbox.extend(events);
+                log_notes(&self.host, notes);
                 result
             }
         }

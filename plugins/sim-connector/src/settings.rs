@@ -8,19 +8,25 @@ use serde::Deserialize;
 /// The highest `calls_per_minute` accepted (1 000 calls a second).
 pub const MAX_CALLS_PER_MINUTE: f64 = 60_000.0;
 
+/// The rate of random inbound calls when `calls_per_minute` is not given
+/// (and no scenario is set).
+pub const DEFAULT_CALLS_PER_MINUTE: f64 = 20.0;
+
 /// Settings of the simulated phone system. Every key is optional.
 ///
 /// ```toml
 /// calls_per_minute = 6
 /// talk_time_secs = [10, 30]
 /// call_data = { queue = "Sales", language = "en" }
+/// # scenario = "config/scenarios/busy-morning.toml"   # scripted calls instead
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimSettings {
-    /// Mean rate of inbound calls after the first (Poisson arrivals); 0 =
-    /// none after the first.
-    pub calls_per_minute: f64,
+    /// Mean rate of random inbound calls after the first (Poisson
+    /// arrivals); 0 = none after the first. When absent: 20, or no random
+    /// calls at all when a `scenario` is set (see [`Self::random_arrivals`]).
+    pub calls_per_minute: Option<f64>,
     /// The first inbound call arrives this many milliseconds after start,
     /// whatever the rate (so a demo shows a call at once).
     pub first_call_after_ms: u64,
@@ -47,12 +53,18 @@ pub struct SimSettings {
     pub seed: Option<u64>,
     /// Call data attached to every inbound call.
     pub call_data: BTreeMap<String, String>,
+    /// A scenario file (TOML, see [`crate::scenario`]) of timed steps:
+    /// inbound and outbound calls, far-end hang-ups, failures, forced agent
+    /// states. A relative path starts at the host's current directory. With
+    /// a scenario, random inbound calls are off unless `calls_per_minute` is
+    /// given too.
+    pub scenario: Option<String>,
 }
 
 impl Default for SimSettings {
     fn default() -> Self {
         Self {
-            calls_per_minute: 20.0,
+            calls_per_minute: None,
             first_call_after_ms: 300,
             max_calls: 0,
             ani_prefix: "+1425555".to_owned(),
@@ -64,6 +76,7 @@ impl Default for SimSettings {
             outbound_answer_ms: 700,
             seed: None,
             call_data: BTreeMap::from([("queue".to_owned(), "Support".to_owned())]),
+            scenario: None,
         }
     }
 }
@@ -79,6 +92,17 @@ impl SimSettings {
         Ok(parsed)
     }
 
+    /// True when random inbound calls are generated: always without a
+    /// scenario, and with one only when `calls_per_minute` is given.
+    pub fn random_arrivals(&self) -> bool {
+        self.scenario.is_none() || self.calls_per_minute.is_some()
+    }
+
+    /// The mean rate of random inbound calls after the first.
+    pub fn arrival_rate(&self) -> f64 {
+        self.calls_per_minute.unwrap_or(DEFAULT_CALLS_PER_MINUTE)
+    }
+
     /// Checks values serde cannot check.
     ///
     /// # Errors
@@ -91,7 +115,8 @@ impl SimSettings {
             ))
         };
         let seconds_ok = |s: f64| s.is_finite() && s >= 0.0;
-        if !(seconds_ok(self.calls_per_minute) && self.calls_per_minute <= MAX_CALLS_PER_MINUTE) {
+        let rate = self.arrival_rate();
+        if !(seconds_ok(rate) && rate <= MAX_CALLS_PER_MINUTE) {
             return bad(&format!(
                 "calls_per_minute must be between 0 and {MAX_CALLS_PER_MINUTE}"
             ));
@@ -108,6 +133,9 @@ impl SimSettings {
         }
         if self.agent_extension.trim().is_empty() {
             return bad("agent_extension must not be empty");
+        }
+        if self.scenario.as_ref().is_some_and(|p| p.trim().is_empty()) {
+            return bad("scenario must be the path of a scenario file");
         }
         Ok(())
     }
@@ -130,9 +158,23 @@ mod tests {
     fn integers_are_accepted_for_floats() {
         let s = parse("calls_per_minute = 6\ntalk_time_secs = [1, 2]\nseed = 7")
             .expect("valid settings");
-        assert_eq!(s.calls_per_minute, 6.0);
+        assert_eq!(s.calls_per_minute, Some(6.0));
+        assert_eq!(s.arrival_rate(), 6.0);
         assert_eq!(s.talk_time_secs, [1.0, 2.0]);
         assert_eq!(s.seed, Some(7));
+    }
+
+    #[test]
+    fn a_scenario_turns_random_calls_off_unless_a_rate_is_given() {
+        let plain = parse("").expect("valid settings");
+        assert!(plain.random_arrivals());
+        assert_eq!(plain.arrival_rate(), DEFAULT_CALLS_PER_MINUTE);
+        let scripted = parse("scenario = \"s.toml\"").expect("valid settings");
+        assert_eq!(scripted.scenario.as_deref(), Some("s.toml"));
+        assert!(!scripted.random_arrivals());
+        let both = parse("scenario = \"s.toml\"\ncalls_per_minute = 2").expect("valid settings");
+        assert!(both.random_arrivals());
+        assert_eq!(both.arrival_rate(), 2.0);
     }
 
     #[test]
@@ -153,6 +195,8 @@ mod tests {
             "talk_time_secs = [1]",
             "abandon_after_secs = -2",
             "agent_extension = \"\"",
+            "scenario = \" \"",
+            "scenario = 3",
         ] {
             let err = parse(text).expect_err(text);
             assert_eq!(err.kind, ErrorKind::BAD_SETTINGS, "{text}");

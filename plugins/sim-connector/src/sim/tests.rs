@@ -5,6 +5,9 @@ use cti_plugin_api::sdk::prelude::*;
 use super::SimCore;
 use crate::settings::SimSettings;
 
+mod operations;
+mod scenario_play;
+
 /// A started core, quiet unless the settings ask for calls.
 fn started(toml: &str) -> (SimCore, Instant) {
     let settings = SimSettings::from_settings(&Settings::from_toml(toml)).expect("settings");
@@ -344,9 +347,8 @@ fn errors_for_unknown_calls_wrong_states_and_bad_commands() {
         );
     }
     for kind in [
-        CommandKind::BLIND_TRANSFER,
-        CommandKind::CONSULT,
         CommandKind::SEND_MESSAGE,
+        CommandKind::SEND_TYPING,
         CommandKind::END_WRAP_UP,
         CommandKind(63),
     ] {

@@ -1,0 +1,847 @@
+// Agent desktop: draws the desktop the host pushes over the WebSocket and
+// sends the agent's commands back. The state lives in the host: every
+// (re)connection starts from a full snapshot, so a reload or a dropped
+// connection loses nothing. No framework, no external code; every piece of
+// data is written with textContent (never as HTML).
+'use strict';
+
+(function () {
+  // ------------------------------------------------------------------ state
+
+  const S = {
+    seq: 0,
+    agent: null,
+    calls: new Map(), // call_id -> call (insertion order = arrival order)
+    sessions: new Map(), // session_id -> session
+    plugins: [],
+    reasons: [],
+    dispositions: [],
+    offset: 0, // server clock - browser clock, ms
+    instance: '',
+    connected: false,
+  };
+
+  const STATE_LABEL = {
+    Null: 'Ended',
+    Initiated: 'Dialing',
+    Alerting: 'Ringing',
+    Connected: 'Connected',
+    Held: 'On hold',
+    Queued: 'Queued',
+    Failed: 'Failed',
+  };
+  const WORK_LABEL = {
+    Offered: 'Offered',
+    Accepted: 'Accepted',
+    Active: 'Active',
+    Wrapping: 'Wrap-up',
+    Completed: 'Completed',
+    Rejected: 'Rejected',
+    Missed: 'Missed',
+    Canceled: 'Canceled',
+  };
+  const LOG_MAX = 200;
+  let lastLoggedSeq = 0; // the newest event in the log
+
+  const $ = (id) => document.getElementById(id);
+  const now = () => Date.now() + S.offset;
+
+  /** Creates an element: h('button', {class: 'btn', onclick: f}, 'text', child…). */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else if (v === true) el.setAttribute(k, '');
+      else el.setAttribute(k, String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function duration(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const hh = Math.floor(s / 3600);
+    const mm = Math.floor((s % 3600) / 60);
+    const ss = String(s % 60).padStart(2, '0');
+    return hh > 0 ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+  }
+
+  function clock(ms) {
+    const d = new Date(ms - S.offset);
+    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  }
+
+  /** "NotReady(Lunch)" -> "Not ready: Lunch". */
+  function agentLabel(state) {
+    if (!state) return '—';
+    const m = /^NotReady(?:\((.*)\))?$/.exec(state);
+    if (m) return m[1] ? `Not ready: ${m[1]}` : 'Not ready';
+    return { Ready: 'Ready', Busy: 'Busy', WorkingAfterCall: 'After-call work', LoggedOut: 'Logged out' }[state] || state;
+  }
+
+  const allows = (call, kind) => Array.isArray(call.allowed) && call.allowed.includes(kind);
+  const isLive = (call) => !['Null', 'Failed'].includes(call.state);
+  const far = (call) => (call.direction === 'outbound' ? call.dnis : call.ani) || 'unknown number';
+
+  // ------------------------------------------------------------------ connection
+
+  let ws = null;
+  let attempt = 0;
+  let retryTimer = null;
+  let lastMessage = 0;
+  let nextRef = 1;
+  const requests = new Map(); // ref -> {label}
+  const myRequestIds = new Set();
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    setConn('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let sock;
+    try {
+      sock = new WebSocket(`${proto}//${location.host}/ws`);
+    } catch (e) {
+      scheduleReconnect('the browser refused to open the connection');
+      return;
+    }
+    ws = sock;
+    sock.onopen = () => {
+      attempt = 0;
+      lastMessage = Date.now();
+    };
+    sock.onmessage = (m) => {
+      if (sock !== ws) return;
+      lastMessage = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch (e) {
+        return;
+      }
+      onMessage(msg);
+    };
+    sock.onclose = (ev) => {
+      if (sock !== ws) return;
+      ws = null;
+      S.connected = false;
+      const why = ev.code === 1001 ? 'The desktop stopped.' : ev.code === 1013 ? 'Too many tabs are open.' : 'Connection to the desktop lost.';
+      scheduleReconnect(why);
+    };
+  }
+
+  function scheduleReconnect(why) {
+    attempt += 1;
+    const base = [500, 1000, 2000, 4000, 8000, 15000][Math.min(attempt - 1, 5)];
+    const delay = Math.round(base * (1 + Math.random() * 0.2));
+    const at = Date.now() + delay;
+    document.body.classList.add('offline');
+    setConn('offline', 'Offline');
+    render();
+    const show = () => {
+      const left = Math.max(0, Math.ceil((at - Date.now()) / 1000));
+      showBanner(`${why} Reconnecting in ${left} s… Calls and state are kept by the desktop.`, 'reconnect');
+    };
+    show();
+    clearInterval(scheduleReconnect.tick);
+    scheduleReconnect.tick = setInterval(show, 1000);
+    retryTimer = setTimeout(async () => {
+      clearInterval(scheduleReconnect.tick);
+      if (attempt >= 2 && !(await stillSignedIn())) {
+        showBanner('You are signed out of the desktop (it restarted with a new token, or you signed out).', 'signin');
+        setConn('offline', 'Signed out');
+        return;
+      }
+      connect();
+    }, delay);
+  }
+
+  async function stillSignedIn() {
+    try {
+      const r = await fetch('/session', { cache: 'no-store', credentials: 'same-origin' });
+      return r.status !== 401;
+    } catch (e) {
+      return true; // unreachable: keep trying
+    }
+  }
+
+  // A connection that went silent (no tick for 25 s) is dead: reconnect.
+  setInterval(() => {
+    if (ws && ws.readyState === WebSocket.OPEN && Date.now() - lastMessage > 25000) ws.close();
+  }, 5000);
+
+  function send(command, label) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      notice(`${label}: not connected to the desktop; try again when the connection is back.`, 'error');
+      return;
+    }
+    const ref = nextRef++;
+    requests.set(ref, { label });
+    ws.send(JSON.stringify({ op: 'command', ref, command }));
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case 'snapshot':
+        applySnapshot(msg);
+        break;
+      case 'event':
+        applyEvent(msg.event);
+        break;
+      case 'result':
+        onResult(msg);
+        break;
+      case 'tick':
+        S.offset = msg.now_ms - Date.now();
+        break;
+      default:
+        break;
+    }
+  }
+
+  function onResult(r) {
+    const req = requests.get(r.ref);
+    requests.delete(r.ref);
+    if (r.request_id) myRequestIds.add(r.request_id);
+    if (r.ok) return;
+    const what = (req && req.label) || r.command || 'Request';
+    notice(`${what} failed: ${r.text || r.cause}${r.cause ? ` (${r.cause})` : ''}`, 'error');
+  }
+
+  function setConn(state, text) {
+    const el = $('conn-state');
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function showBanner(text, mode) {
+    const b = $('banner');
+    $('banner-text').textContent = text;
+    $('reconnect-now').hidden = mode !== 'reconnect';
+    $('sign-in-again').hidden = mode !== 'signin';
+    b.dataset.mode = mode;
+    b.hidden = false;
+  }
+
+  function hideBanner() {
+    clearInterval(scheduleReconnect.tick);
+    $('banner').hidden = true;
+  }
+
+  // ------------------------------------------------------------------ applying snapshots and events
+
+  function applySnapshot(msg) {
+    const snap = msg.snapshot;
+    S.offset = msg.now_ms - Date.now();
+    S.instance = msg.instance || '';
+    S.seq = snap.seq;
+    S.agent = snap.agent;
+    S.calls = new Map();
+    for (const c of snap.calls) S.calls.set(c.call_id, stamp(c));
+    S.sessions = new Map();
+    for (const s of snap.sessions || []) S.sessions.set(s.session_id, s);
+    S.plugins = snap.plugins || [];
+    S.reasons = snap.reason_codes || [];
+    S.dispositions = snap.dispositions || [];
+    // The events the host kept, for the log: what happened before this page
+    // loaded, or while it was disconnected.
+    for (const m of msg.recent || []) {
+      const ev = m.event;
+      if (ev && ev.seq > lastLoggedSeq) {
+        lastLoggedSeq = ev.seq;
+        log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+      }
+    }
+    const wasOffline = document.body.classList.contains('offline');
+    S.connected = true;
+    document.body.classList.remove('offline', 'connecting');
+    setConn('live', 'Live');
+    hideBanner();
+    log(now(), 'Synchronised', `${snap.calls.length} call${snap.calls.length === 1 ? '' : 's'} · ${agentLabel(snap.agent.state)}`, 'sync');
+    if (wasOffline) notice('Connection restored; the desktop is up to date.', 'ok');
+    render();
+  }
+
+  /** Remembers when a call's wrap-up ends, in browser time. */
+  function stamp(call) {
+    const w = call.work || {};
+    if (w.state === 'Wrapping' && !w.wrap_up_unlimited && w.wrap_up_remaining_ms > 0) {
+      call._wrapEnds = Date.now() + w.wrap_up_remaining_ms;
+    }
+    return call;
+  }
+
+  function applyEvent(ev) {
+    if (ev.seq <= S.seq) return; // already in the snapshot
+    S.seq = ev.seq;
+    if ('agent_state' in ev) {
+      S.agent = { agent_id: ev.agent_id, state: ev.agent_state, pending: ev.pending_state };
+    }
+    if (ev.call) {
+      if (ev.event === 'CallRemoved') S.calls.delete(ev.call_id);
+      else S.calls.set(ev.call_id, stamp(ev.call));
+    }
+    if (ev.session) {
+      const s = ev.session;
+      if (ev.event === 'SessionClosed') S.sessions.delete(s.session_id);
+      else {
+        if (s.focused) for (const o of S.sessions.values()) o.focused = false;
+        S.sessions.set(s.session_id, s);
+      }
+    }
+    const p = S.plugins.find((x) => x.name === ev.source);
+    if (p && ev.event === 'PluginStatus') p.status = ev.text;
+    if (p && ev.event === 'ConnectorStatus') p.link = ev.text;
+    if (p && ev.event === 'PluginReloaded') p.version = ev.text;
+
+    if (ev.event === 'AgentStateRejected') {
+      // Our own requests are reported by their result; others (a pending
+      // state refused when applied) are shown here.
+      const id = ev.request_id;
+      setTimeout(() => {
+        if (!myRequestIds.has(id)) notice(`Agent state refused: ${ev.text || ev.cause}`, 'error');
+      }, 400);
+    }
+    if (ev.event === 'PluginStatus' && ev.text === 'Faulted') {
+      notice(`${ev.source} failed: ${ev.cause || 'see the host log'}`, 'error');
+    }
+    if (ev.seq > lastLoggedSeq) {
+      lastLoggedSeq = ev.seq;
+      log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+    }
+    scheduleRender();
+  }
+
+  function logClass(ev) {
+    if (ev.event === 'CommandFailed' || ev.event === 'AgentStateRejected' || ev.event === 'Failed') return 'bad';
+    if (ev.event === 'CommandCompleted' || ev.event === 'CallUpdated') return 'quiet';
+    return '';
+  }
+
+  function describe(ev) {
+    const parts = [];
+    const outcome = ev.event === 'CommandCompleted' || ev.event === 'CommandFailed';
+    if (outcome) {
+      if (ev.attrs && ev.attrs.command) parts.push(ev.attrs.command);
+      if (ev.attrs && ev.attrs.requester) parts.push(`by ${ev.attrs.requester}`);
+    } else if (ev.call) {
+      const c = ev.call;
+      if (ev.event === 'Delivered' || ev.event === 'Originated') parts.push(`${c.ani || '?'} → ${c.dnis || '?'}`);
+      else parts.push(far(c));
+      parts.push(STATE_LABEL[c.state] || c.state);
+    }
+    if ('agent_state' in ev) {
+      parts.push(agentLabel(ev.agent_state));
+      if (ev.pending_state) parts.push(`then ${agentLabel(ev.pending_state)}`);
+    }
+    if (ev.party && !outcome) parts.push(`party ${ev.party}`);
+    if (ev.cause) parts.push(`(${ev.cause})`);
+    if (ev.text) parts.push(ev.text);
+    if (ev.session && ev.session.contact) parts.push(ev.session.contact.name);
+    return parts.join(' · ');
+  }
+
+  // ------------------------------------------------------------------ notices and log
+
+  function notice(text, kind) {
+    const box = $('notices');
+    const n = h(
+      'div',
+      { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+      h('span', {}, text),
+      h('button', { type: 'button', class: 'link', 'aria-label': 'Dismiss', onclick: () => n.remove() }, '×'),
+    );
+    box.prepend(n);
+    while (box.children.length > 4) box.lastElementChild.remove();
+    setTimeout(() => n.remove(), kind === 'error' ? 12000 : 5000);
+  }
+
+  function log(timeMs, name, detail, kind) {
+    const ol = $('log');
+    ol.prepend(
+      h(
+        'li',
+        { class: kind || '' },
+        h('time', {}, clock(timeMs || now())),
+        ' ',
+        h('span', { class: 'ev' }, name),
+        detail ? h('span', { class: 'detail' }, ' ', detail) : null,
+      ),
+    );
+    while (ol.children.length > LOG_MAX) ol.lastElementChild.remove();
+  }
+
+  // ------------------------------------------------------------------ rendering
+
+  let renderQueued = false;
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    setTimeout(() => {
+      renderQueued = false;
+      render();
+    }, 0);
+  }
+
+  function render() {
+    renderAgent();
+    renderLinks();
+    renderCalls();
+    renderSessions();
+    tick();
+  }
+
+  function renderAgent() {
+    const a = S.agent;
+    const offline = !S.connected;
+    $('agent-id').textContent = a ? a.agent_id : '—';
+    const st = $('agent-state');
+    const name = a ? agentLabel(a.state) : '—';
+    if (st.textContent !== name) st.textContent = name;
+    st.dataset.value = a ? a.state : '';
+    st.dataset.state = a ? a.state.replace(/\(.*$/, '') : '';
+    const pend = a && a.pending;
+    $('agent-pending').hidden = !pend;
+    $('agent-pending-state').textContent = pend ? agentLabel(pend) : '';
+    $('agent-pending-state').dataset.value = pend || '';
+    const sel = $('reason');
+    const want = S.reasons.length ? S.reasons : [''];
+    const have = Array.from(sel.options).map((o) => o.value);
+    if (have.join('\u0000') !== want.join('\u0000')) {
+      const keep = sel.value;
+      sel.replaceChildren(...want.map((r) => h('option', { value: r }, r || '(no reason)')));
+      if (want.includes(keep)) sel.value = keep;
+    }
+    for (const id of ['ready', 'not-ready', 'logout-agent', 'clear-pending', 'dial-button']) $(id).disabled = offline;
+    sel.disabled = offline;
+    $('ready').setAttribute('aria-pressed', String(!!a && a.state === 'Ready'));
+    const ringing = Array.from(S.calls.values()).filter((c) => c.state === 'Alerting' && allows(c, 'Answer')).length;
+    document.title = ringing ? `(${ringing}) Ringing · Agent desktop` : 'Agent desktop';
+  }
+
+  function renderLinks() {
+    const links = $('links');
+    const connectors = S.plugins.filter((p) => p.kind === 'connector');
+    const sig = JSON.stringify(connectors.map((p) => [p.name, p.status, p.link]));
+    if (links.dataset.sig === sig) return;
+    links.dataset.sig = sig;
+    links.replaceChildren(
+      ...connectors.map((p) => {
+        const ok = p.status === 'Running' && (p.link === 'Connected' || p.link === 'Unknown' || !p.link);
+        const state = p.status !== 'Running' ? p.status : p.link || 'Unknown';
+        return h('span', { class: `link-state ${ok ? 'ok' : 'bad'}`, title: `${p.name} (${p.channel || 'connector'}): ${state}` }, `${p.name}: ${state}`);
+      }),
+    );
+  }
+
+  function renderCalls() {
+    const box = $('calls');
+    const seen = new Set();
+    let prev = null;
+    for (const call of S.calls.values()) {
+      seen.add(call.call_id);
+      let card = box.querySelector(`article.call[data-call-id="${CSS.escape(call.call_id)}"]`);
+      if (!card) card = newCard(call);
+      updateCard(card, call);
+      const want = prev ? prev.nextElementSibling : box.firstElementChild;
+      if (want !== card) box.insertBefore(card, want);
+      prev = card;
+    }
+    for (const card of Array.from(box.querySelectorAll('article.call'))) {
+      if (!seen.has(card.dataset.callId)) card.remove();
+    }
+    $('no-calls').hidden = S.calls.size > 0;
+  }
+
+  let cardSeq = 0;
+  function newCard(call) {
+    const n = ++cardSeq;
+    const titleId = `call-${n}-title`;
+    const targetId = `call-${n}-target`;
+    const card = h(
+      'article',
+      { class: 'call', 'aria-labelledby': titleId, dataset: { callId: call.call_id } },
+      h(
+        'header',
+        { class: 'call-head' },
+        h('span', { class: 'dir' }),
+        h('h3', { id: titleId, class: 'call-title' }),
+        h('span', { class: 'badge call-state' }),
+        h('span', { class: 'timer', role: 'timer', 'aria-label': 'Call time' }),
+      ),
+      h('dl', { class: 'call-meta' }),
+      h('div', { class: 'parties' }),
+      h('div', { class: 'actions', role: 'group', 'aria-label': 'Call actions' }),
+      h(
+        'form',
+        { class: 'transfer', autocomplete: 'off', onsubmit: (e) => e.preventDefault() },
+        h('label', { for: targetId }, 'Transfer or consult to'),
+        h('input', { id: targetId, class: 'target', type: 'tel', inputmode: 'tel', placeholder: 'Number or extension' }),
+        h('button', { type: 'button', class: 'btn', dataset: { action: 'BlindTransfer' } }, 'Transfer'),
+        h('button', { type: 'button', class: 'btn', dataset: { action: 'Consult' } }, 'Consult'),
+      ),
+      h(
+        'details',
+        { class: 'dtmf' },
+        h('summary', {}, 'Keypad (DTMF)'),
+        h(
+          'div',
+          { class: 'pad', role: 'group', 'aria-label': 'Send a DTMF digit' },
+          ...'123456789*0#'.split('').map((d) => h('button', { type: 'button', class: 'key', dataset: { digit: d } }, d)),
+        ),
+      ),
+      h('div', { class: 'wrapup' }),
+    );
+    const transfer = card.querySelector('form.transfer');
+    transfer.addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-action]');
+      if (!b) return;
+      const call = S.calls.get(card.dataset.callId);
+      const input = transfer.querySelector('input');
+      const target = input.value.trim();
+      if (!call) return;
+      if (!target) {
+        notice('Enter a number to transfer or consult to.', 'error');
+        input.focus();
+        return;
+      }
+      const kind = b.dataset.action;
+      send({ kind, call_id: call.call_id, target }, `${kind === 'Consult' ? 'Consult' : 'Transfer'} to ${target}`);
+      input.value = '';
+    });
+    card.querySelector('.pad').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-digit]');
+      const call = S.calls.get(card.dataset.callId);
+      if (b && call) send({ kind: 'SendDtmf', call_id: call.call_id, target: b.dataset.digit }, `Digit ${b.dataset.digit}`);
+    });
+    return card;
+  }
+
+  /** The command buttons a call allows now. */
+  function callButtons(call) {
+    const others = Array.from(S.calls.values()).filter((c) => c.call_id !== call.call_id && c.connector === call.connector && isLive(c));
+    const heldOther = others.find((c) => c.state === 'Held');
+    const activeOther = others.find((c) => c.state === 'Connected');
+    // Two-call commands name the held call as call_id and the active one as other_call_id.
+    const pair = call.state === 'Held' ? (activeOther ? [call, activeOther] : null) : heldOther ? [heldOther, call] : null;
+    const b = [];
+    const add = (kind, label, cls, extra, keys) => {
+      if (!allows(call, kind)) return;
+      b.push({ kind, label, cls, command: Object.assign({ kind, call_id: call.call_id }, extra || {}), keys });
+    };
+    add('Answer', 'Answer', 'go', null, 'F2 Alt+A');
+    add('Reject', 'Reject', 'stop');
+    add('Hold', 'Hold', '', null, 'F8 Alt+O');
+    add('Retrieve', 'Retrieve', '', null, 'F8 Alt+O');
+    add('Mute', 'Mute', '', null, 'F9 Alt+M');
+    add('Unmute', 'Unmute', 'on', null, 'F9 Alt+M');
+    if (pair) {
+      const extra = { call_id: pair[0].call_id, other_call_id: pair[1].call_id };
+      add('Alternate', 'Swap calls', '', extra);
+      add('Conference', 'Conference', '', extra);
+      add('CompleteTransfer', 'Complete transfer', '', extra);
+      add('CancelConsult', 'Cancel consult', '', extra);
+    }
+    add('Hangup', 'Hang up', 'stop', null, 'F4 Alt+H');
+    return b;
+  }
+
+  function updateCard(card, call) {
+    card.dataset.state = call.state;
+    card.dataset.work = (call.work && call.work.state) || '';
+    card.classList.toggle('muted-call', !!call.muted);
+    const head = card.querySelector('.call-head');
+    head.querySelector('.dir').textContent = call.direction === 'outbound' ? 'Outbound' : 'Inbound';
+    const title = head.querySelector('.call-title');
+    const t = far(call);
+    if (title.textContent !== t) title.textContent = t;
+    const badge = head.querySelector('.call-state');
+    const wrapping = call.work && call.work.state === 'Wrapping';
+    const label = wrapping ? 'Wrap-up' : (STATE_LABEL[call.state] || call.state) + (call.muted ? ' · muted' : '');
+    if (badge.textContent !== label) badge.textContent = label;
+    badge.dataset.state = wrapping ? 'Wrapping' : call.state;
+    const timer = head.querySelector('.timer');
+    if (wrapping) {
+      timer.dataset.mode = 'down';
+      timer.dataset.at = call._wrapEnds || '';
+    } else {
+      timer.dataset.mode = 'up';
+      timer.dataset.at = call.answered_ms || call.started_ms || '';
+    }
+
+    // Details: the other end, the called number, call data, the work item.
+    const meta = [];
+    meta.push(['From', call.ani || '—'], ['To', call.dnis || '—']);
+    for (const [k, v] of Object.entries(call.data || {})) meta.push([k, v]);
+    if (call.work) meta.push(['Work', WORK_LABEL[call.work.state] || call.work.state]);
+    if (call.work && call.work.disposition) meta.push(['Disposition', call.work.disposition]);
+    setList(card.querySelector('.call-meta'), meta);
+
+    const parties = (call.parties || []).filter((p) => p.state !== 'Null');
+    const pbox = card.querySelector('.parties');
+    const psig = JSON.stringify(parties);
+    if (pbox.dataset.sig !== psig) {
+      pbox.dataset.sig = psig;
+      pbox.replaceChildren(
+        ...(parties.length > 1
+          ? [h('span', { class: 'label' }, 'Parties: '), ...parties.map((p) => h('span', { class: 'party', dataset: { state: p.state } }, `${p.id} (${STATE_LABEL[p.state] || p.state})`))]
+          : []),
+      );
+    }
+
+    const buttons = callButtons(call);
+    const actions = card.querySelector('.actions');
+    const sig = JSON.stringify([buttons.map((b) => [b.kind, b.command.call_id, b.command.other_call_id]), S.connected]);
+    if (actions.dataset.sig !== sig) {
+      const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      actions.dataset.sig = sig;
+      actions.replaceChildren(
+        ...buttons.map((b) =>
+          h(
+            'button',
+            {
+              type: 'button',
+              class: `btn ${b.cls || ''}`,
+              dataset: { action: b.kind },
+              disabled: !S.connected,
+              'aria-keyshortcuts': b.keys,
+              title: b.keys ? `${b.label} (${b.keys.replace(' ', ' or ')})` : null,
+              onclick: () => send(b.command, `${b.label} (${far(call)})`),
+            },
+            b.label,
+          ),
+        ),
+      );
+      if (focused) {
+        const again = actions.querySelector(`button[data-action="${focused}"]`);
+        (again || card.querySelector('.actions button') || $('calls-heading')).focus();
+      }
+    }
+
+    const transfer = card.querySelector('form.transfer');
+    const canTransfer = allows(call, 'BlindTransfer');
+    const canConsult = allows(call, 'Consult');
+    transfer.hidden = !(canTransfer || canConsult);
+    transfer.querySelector('[data-action="BlindTransfer"]').hidden = !canTransfer;
+    transfer.querySelector('[data-action="Consult"]').hidden = !canConsult;
+    for (const el of transfer.querySelectorAll('button, input')) el.disabled = !S.connected;
+
+    const dtmf = card.querySelector('details.dtmf');
+    dtmf.hidden = !allows(call, 'SendDtmf');
+    for (const el of dtmf.querySelectorAll('button')) el.disabled = !S.connected;
+
+    renderWrapUp(card, call, wrapping);
+  }
+
+  function setList(dl, pairs) {
+    const sig = JSON.stringify(pairs);
+    if (dl.dataset.sig === sig) return;
+    dl.dataset.sig = sig;
+    dl.replaceChildren(...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  }
+
+  function renderWrapUp(card, call, wrapping) {
+    const box = card.querySelector('.wrapup');
+    const sig = JSON.stringify([wrapping, call.work && call.work.disposition, S.dispositions, S.connected]);
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    if (!wrapping) {
+      box.replaceChildren();
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    const selId = `${card.getAttribute('aria-labelledby')}-disposition`;
+    const current = call.work.disposition || '';
+    const select = h(
+      'select',
+      { id: selId, disabled: !S.connected },
+      h('option', { value: '' }, 'Choose…'),
+      ...S.dispositions.map((d) => h('option', { value: d, selected: d === current }, d)),
+    );
+    const id = call.call_id;
+    box.replaceChildren(
+      h('h4', {}, 'Wrap-up'),
+      h('p', { class: 'wrap-left' }, call.work.wrap_up_unlimited ? 'No time limit' : h('span', {}, h('span', { class: 'timer', role: 'timer', dataset: { mode: 'down', at: call._wrapEnds || '' } }), ' left')),
+      h(
+        'div',
+        { class: 'wrap-row' },
+        h('label', { for: selId }, 'Disposition'),
+        select,
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'btn',
+            dataset: { action: 'SetDisposition' },
+            disabled: !S.connected,
+            onclick: () => {
+              if (!select.value) {
+                notice('Choose a disposition first.', 'error');
+                select.focus();
+                return;
+              }
+              send({ kind: 'SetDisposition', call_id: id, text: select.value }, `Disposition ${select.value}`);
+            },
+          },
+          'Save',
+        ),
+      ),
+      h(
+        'div',
+        { class: 'wrap-row' },
+        h('button', { type: 'button', class: 'btn', dataset: { action: 'ExtendWrapUp' }, disabled: !S.connected, onclick: () => send({ kind: 'ExtendWrapUp', call_id: id, target: '30' }, 'Extend wrap-up') }, '+30 s'),
+        h('button', { type: 'button', class: 'btn go', dataset: { action: 'EndWrapUp' }, disabled: !S.connected, onclick: () => send({ kind: 'EndWrapUp', call_id: id }, 'Finish wrap-up') }, 'Finish wrap-up'),
+      ),
+    );
+  }
+
+  function renderSessions() {
+    const box = $('sessions');
+    const list = Array.from(S.sessions.values()).sort((a, b) => Number(b.focused) - Number(a.focused));
+    const sig = JSON.stringify([list, S.connected]);
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    box.replaceChildren(...list.map(sessionCard));
+    $('no-sessions').hidden = list.length > 0;
+  }
+
+  function sessionCard(s) {
+    const call = S.calls.get(s.call_id);
+    const c = s.contact;
+    const title = c ? c.name || c.phone || c.id : s.outcome === 'pick-list' ? 'Several matching contacts' : 'New contact';
+    const body = [];
+    if (c) {
+      const pairs = [];
+      if (c.phone) pairs.push(['Phone', c.phone]);
+      if (c.id) pairs.push(['Record', c.id]);
+      for (const [k, v] of Object.entries(c.fields || {})) pairs.push([k, v]);
+      const dl = h('dl', { class: 'contact' });
+      setList(dl, pairs);
+      body.push(dl);
+    } else if (s.outcome !== 'pick-list') {
+      body.push(h('p', { class: 'muted' }, 'No record matches this caller.'));
+    }
+    if (s.candidates && s.candidates.length) {
+      body.push(
+        h(
+          'ul',
+          { class: 'candidates', 'aria-label': 'Matching contacts' },
+          ...s.candidates.map((cand) =>
+            h(
+              'li',
+              {},
+              h('span', {}, `${cand.name || cand.id}${cand.phone ? ` · ${cand.phone}` : ''}`),
+              h('button', { type: 'button', class: 'btn small', disabled: !S.connected, onclick: () => send({ kind: 'PickContact', call_id: s.call_id, target: cand.id }, `Select ${cand.name || cand.id}`) }, 'Select'),
+            ),
+          ),
+        ),
+      );
+    }
+    if (s.transcript && s.transcript.length) {
+      body.push(h('ol', { class: 'transcript', 'aria-label': 'Transcript' }, ...s.transcript.map((line) => h('li', {}, line))));
+    }
+    return h(
+      'article',
+      { class: `session${s.focused ? ' focused' : ''}`, dataset: { sessionId: s.session_id, callId: s.call_id }, 'aria-current': s.focused ? 'true' : null },
+      h('h3', {}, title),
+      h('p', { class: 'muted' }, call ? `${call.direction === 'outbound' ? 'Call to' : 'Call from'} ${far(call)}` : 'Interaction ended'),
+      ...body,
+      s.focused ? null : h('button', { type: 'button', class: 'btn small', disabled: !S.connected, onclick: () => send({ kind: 'FocusSession', call_id: s.call_id }, 'Focus') }, 'Show'),
+    );
+  }
+
+  // Timers: call time counts up from the answer (or the first ring); wrap-up counts down.
+  function tick() {
+    for (const el of document.querySelectorAll('.timer[data-at]')) {
+      const at = Number(el.dataset.at);
+      let text = '';
+      if (at) {
+        text = el.dataset.mode === 'down' ? duration(at - Date.now() + 999) : duration(now() - at);
+      }
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+  setInterval(tick, 1000);
+
+  // ------------------------------------------------------------------ agent controls, dial, shortcuts
+
+  function agentState(state, label) {
+    send({ kind: 'SetAgentState', agent_state: state }, label);
+  }
+
+  function wire() {
+    $('ready').addEventListener('click', () => agentState('Ready', 'Ready'));
+    $('not-ready').addEventListener('click', () => {
+      const r = $('reason').value;
+      agentState(r ? `NotReady(${r})` : 'NotReady', r ? `Not ready (${r})` : 'Not ready');
+    });
+    $('logout-agent').addEventListener('click', () => agentState('LoggedOut', 'Log out'));
+    $('clear-pending').addEventListener('click', () => send({ kind: 'ClearPendingState' }, 'Cancel the pending state'));
+    $('reconnect-now').addEventListener('click', () => {
+      attempt = 0;
+      connect();
+    });
+    $('dial').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const input = $('dial-number');
+      const number = input.value.trim();
+      if (!number) return;
+      send({ kind: 'MakeCall', target: number }, `Call ${number}`);
+      input.value = '';
+    });
+    document.addEventListener('keydown', onKey);
+  }
+
+  function mostRecent(pred) {
+    const list = Array.from(S.calls.values()).filter(pred);
+    return list.length ? list[list.length - 1] : null;
+  }
+
+  function current() {
+    return mostRecent((c) => ['Connected', 'Held'].includes(c.state)) || mostRecent((c) => isLive(c) && c.state !== 'Alerting');
+  }
+
+  function onKey(e) {
+    const k = e.key;
+    const alt = (code) => e.altKey && !e.ctrlKey && !e.metaKey && e.code === code;
+    let done = true;
+    if (k === 'F2' || alt('KeyA')) {
+      const c = mostRecent((x) => allows(x, 'Answer'));
+      if (c) send({ kind: 'Answer', call_id: c.call_id }, `Answer (${far(c)})`);
+    } else if (k === 'F4' || alt('KeyH')) {
+      const c = current();
+      if (c && allows(c, 'Hangup')) send({ kind: 'Hangup', call_id: c.call_id }, `Hang up (${far(c)})`);
+      else {
+        const r = mostRecent((x) => allows(x, 'Reject'));
+        if (r) send({ kind: 'Reject', call_id: r.call_id }, `Reject (${far(r)})`);
+      }
+    } else if (k === 'F8' || alt('KeyO')) {
+      const c = current();
+      if (c && allows(c, 'Hold')) send({ kind: 'Hold', call_id: c.call_id }, `Hold (${far(c)})`);
+      else if (c && allows(c, 'Retrieve')) send({ kind: 'Retrieve', call_id: c.call_id }, `Retrieve (${far(c)})`);
+    } else if (k === 'F9' || alt('KeyM')) {
+      const c = current();
+      if (c && allows(c, 'Mute')) send({ kind: 'Mute', call_id: c.call_id }, 'Mute');
+      else if (c && allows(c, 'Unmute')) send({ kind: 'Unmute', call_id: c.call_id }, 'Unmute');
+    } else {
+      done = false;
+    }
+    if (done) e.preventDefault();
+  }
+
+  function start() {
+    wire();
+    render();
+    connect();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
