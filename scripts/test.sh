@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(
   baresip-core sip-tester kamailio   # real telephony: softphone, SIPp, SIP proxy
   chromium chromium-driver           # real browser for the web desktop
+  prosody                            # real XMPP server for the chat channel
 )
 need=()
 for pkg in "${packages[@]}"; do
@@ -26,10 +27,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   [ $had_policy -eq 1 ] || rm -f "$policy"
 fi
-# A packaged kamailio started by an earlier install would hold 5060 on all addresses.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
-  systemctl disable --now kamailio || true
-fi
+# Packaged services started by an earlier install would hold the standard
+# ports on every address (kamailio 5060, prosody 5222/5269).
+for svc in kamailio prosody; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl disable --now "$svc" || true
+  elif command -v service >/dev/null 2>&1; then
+    service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
 
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked "$@"

@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let digits_in = text.bytes().filter(u8::is_ascii_digit).count();
     if !text.contains('@') {
         let digits_out = masked.bytes().filter(u8::is_ascii_digit).count();
-        assert!(digits_out <= 4 && digits_out <= digits_in, "{text:?} -> {masked:?}");
+        assert!(
+            digits_out <= 4 && digits_out <= digits_in,
+            "{text:?} -> {masked:?}"
+        );
     }
     let red = redact_numbers(text);
     // Every run of 7+ digits left is glued to a word (an id, not a number).

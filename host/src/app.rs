@@ -60,11 +60,15 @@ pub fn prepare(manifest_path: &Path) -> Result<Prepared, SetupErrors> {
     let mut libraries = Vec::new();
     for hc in &manifest.hosted_controls {
         let loaded = loader::resolve(hc, &manifest.host.plugin_dirs, &manifest_dir)
-            .and_then(|path| loader::load(&path, &shadow))
-            .and_then(|lib| loader::check_requirement(&lib, hc).map(|()| lib));
+            .and_then(|path| loader::load_for(&path, &shadow, hc));
         match loaded {
             Ok(lib) => libraries.push(lib),
             Err(e) => errors.push(refusal(hc, &e)),
+        }
+    }
+    if let Some(d) = &manifest.directory {
+        if let Err(e) = crate::directory::Directory::open(&d.path, &d.default_country_code) {
+            errors.push(format!("{}: [directory]: {e}", manifest.path.display()));
         }
     }
     if errors.is_empty() {
@@ -220,6 +224,14 @@ pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
         connectors,
         controls,
     );
+    let directory = match &m.directory {
+        Some(d) => Some(
+            crate::directory::Directory::open(&d.path, &d.default_country_code)
+                .map_err(|e| SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())]))?,
+        ),
+        None => None,
+    };
+    let actor = actor.with_lookup(m.lookups.clone(), directory);
     let handle = DesktopHandle::new(inbox_tx, sp.ids.clone());
     let thread = std::thread::Builder::new()
         .name("desktop".into())

@@ -51,6 +51,9 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Run the connector in the polling model (default: instance).
+        #[arg(long)]
+        polling: bool,
     },
     /// Control a running desktop.
     Ctl {
@@ -60,6 +63,12 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         action: CtlCmd,
+    },
+    /// The contact directory: import a CSV, list, find.
+    Contacts {
+        /// What to do.
+        #[command(subcommand)]
+        action: ContactsCmd,
     },
 }
 
@@ -194,6 +203,13 @@ pub enum CtlCmd {
         /// Disposition code.
         code: String,
     },
+    /// Send a text message on a chat interaction.
+    Send {
+        /// Call (interaction) id.
+        call: String,
+        /// The text.
+        text: String,
+    },
     /// Send any command as JSON (`{"kind":"Hold","call_id":"…"}`).
     Raw {
         /// The command object.
@@ -210,10 +226,12 @@ pub fn main() -> ExitCode {
             library,
             settings,
             json,
-        } => crate::verify::main(&library, &settings, json),
+            polling,
+        } => crate::verify::main(&library, &settings, json, polling),
         Cmd::Check { manifest } => check(&manifest),
         Cmd::Inspect { library, json } => inspect(&library, json),
         Cmd::Ctl { socket, action } => ctl_main(socket, action),
+        Cmd::Contacts { action } => contacts_main(action),
     }
 }
 
@@ -239,6 +257,7 @@ fn run(manifest: &std::path::Path, watch: bool) -> ExitCode {
         }
     };
     prepared.manifest.host.hot_reload |= watch;
+    crate::privacy::set_log_numbers(prepared.manifest.host.log_numbers);
     init_logging(prepared.manifest.host.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -379,6 +398,7 @@ fn inspect(library: &std::path::Path, as_json: bool) -> ExitCode {
             "kinds": m.kinds.names(),
             "api_version": m.api_version.to_string(),
             "capabilities": caps,
+            "sha256": lib.sha256,
         });
         println!("{v}");
     } else {
@@ -400,6 +420,7 @@ fn inspect(library: &std::path::Path, as_json: bool) -> ExitCode {
                 caps.join(", ")
             }
         );
+        println!("sha256:       {}", lib.sha256);
     }
     ExitCode::SUCCESS
 }
@@ -592,6 +613,10 @@ fn ctl_action(client: &ctl::Client, action: CtlCmd) -> Result<(), String> {
         CtlCmd::CancelConsult { held, consult } => two("CancelConsult", &held, &consult),
         CtlCmd::Conference { held, active } => two("Conference", &held, &active),
         CtlCmd::Alternate { held, active } => two("Alternate", &held, &active),
+        CtlCmd::Send { call, text } => send(
+            client,
+            json!({"kind": "SendMessage", "call_id": call_id(client, &call)?, "text": text}),
+        ),
         CtlCmd::Raw { json: text } => {
             let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
             send(client, v)
@@ -632,5 +657,226 @@ fn print_calls(calls: &Value) {
             work,
             allowed.join(" ")
         );
+    }
+}
+
+/// `contacts` actions.
+#[derive(Debug, Subcommand)]
+pub enum ContactsCmd {
+    /// Import contacts from a CSV file (header row: id,name,phone and any
+    /// other columns as fields); existing ids are updated. Bad rows are
+    /// reported as FILE:LINE: reason and skipped.
+    Import {
+        /// The CSV file (RFC 4180, UTF-8).
+        file: PathBuf,
+        /// Where the directory is.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List contacts, by id.
+    List {
+        /// Where the directory is.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find contacts by phone number or address (normalised first), or by a field.
+    Find {
+        /// The number or address (or the value of --field).
+        number: String,
+        /// Search this field (a CSV column, `id` or `name`) instead of the phone.
+        #[arg(long, value_name = "KEY")]
+        field: Option<String>,
+        /// Where the directory is.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the contact directory is: `--db PATH` or `--manifest MANIFEST`.
+#[derive(Debug, clap::Args)]
+pub struct DbArgs {
+    /// The directory file (SQLite; created on first use).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "manifest",
+        required_unless_present = "manifest"
+    )]
+    pub db: Option<PathBuf>,
+    /// Use the manifest's `[directory]` (path and default_country_code).
+    #[arg(long, value_name = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// With --db: the default country code for national numbers (default:
+    /// the one the file was last used with; none for a new file).
+    #[arg(long, value_name = "CC", requires = "db")]
+    pub country_code: Option<String>,
+}
+
+/// The directory file and default country code of a manifest's `[directory]`.
+fn db_from_manifest(path: &std::path::Path) -> Result<(PathBuf, String), String> {
+    let manifest = crate::manifest::load(path).map_err(|e| e.to_string())?;
+    // The `[directory]` section (path relative to the manifest's folder,
+    // default_country_code) comes with the lookup rules.
+    let _ = manifest;
+    Err(format!(
+        "{}: no [directory] section: give the contact directory with --db PATH",
+        path.display()
+    ))
+}
+
+fn open_directory(args: &DbArgs) -> Result<crate::directory::Directory, String> {
+    use crate::directory::Directory;
+    match (&args.db, &args.manifest) {
+        (Some(db), _) => match &args.country_code {
+            Some(cc) => Directory::open(db, cc),
+            None => Directory::open_stored(db),
+        }
+        .map_err(|e| e.to_string()),
+        (None, Some(manifest)) => {
+            let (db, cc) = db_from_manifest(manifest)?;
+            Directory::open(&db, &cc).map_err(|e| e.to_string())
+        }
+        (None, None) => {
+            Err("give the contact directory with --db PATH or --manifest MANIFEST".into())
+        }
+    }
+}
+
+fn contacts_main(action: ContactsCmd) -> ExitCode {
+    let db = match &action {
+        ContactsCmd::Import { db, .. }
+        | ContactsCmd::List { db, .. }
+        | ContactsCmd::Find { db, .. } => db,
+    };
+    if let ContactsCmd::Import { file, .. } = &action {
+        // Before the directory is created: a mistyped file name leaves nothing behind.
+        if let Err(e) = std::fs::File::open(file) {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mut dir = match open_directory(db) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match action {
+        ContactsCmd::Import { file, .. } => dir.import_csv(&file).map(|report| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "imported {} contacts; skipped {} rows",
+                report.imported,
+                report.skipped.len()
+            );
+            for (line, reason) in &report.skipped {
+                let _ = writeln!(out, "{}:{line}: {reason}", file.display());
+            }
+        }),
+        ContactsCmd::List {
+            limit,
+            json: as_json,
+            ..
+        } => dir.list(limit).and_then(|list| {
+            if as_json {
+                println!("{}", contacts_json(&list));
+            } else if list.is_empty() {
+                println!("no contacts in {}", dir.path().display());
+            } else {
+                print_contacts(&list);
+                println!("{} of {} contacts", list.len(), dir.count()?);
+            }
+            Ok(())
+        }),
+        ContactsCmd::Find {
+            number,
+            field,
+            limit,
+            json: as_json,
+            ..
+        } => {
+            let (what, found) = match &field {
+                Some(key) => (
+                    format!("{key} = {}", number.trim()),
+                    dir.find_by_field(key, &number, limit),
+                ),
+                None => (dir.normalize(&number), dir.find_by_phone(&number, limit)),
+            };
+            found.map(|list| {
+                if as_json {
+                    println!("{}", contacts_json(&list));
+                } else {
+                    match list.len() {
+                        0 => println!("{what}: no contact"),
+                        1 => println!("{what}: 1 contact"),
+                        n => println!("{what}: {n} contacts"),
+                    }
+                    print_contacts(&list);
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn contacts_json(list: &[crate::directory::ContactRecord]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|c| {
+                let fields: serde_json::Map<String, Value> = c
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                json!({"id": c.id, "name": c.name, "phone": c.phone, "fields": fields})
+            })
+            .collect(),
+    )
+}
+
+/// One contact a line: id, name, phone, fields, in aligned columns.
+fn print_contacts(list: &[crate::directory::ContactRecord]) {
+    let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    let width = |f: &dyn Fn(&crate::directory::ContactRecord) -> usize| {
+        list.iter().map(f).max().unwrap_or(0)
+    };
+    let wid = width(&|c| c.id.chars().count());
+    let wname = width(&|c| c.name.chars().count());
+    let wphone = width(&|c| c.phone.chars().count());
+    let mut out = std::io::stdout().lock();
+    for c in list {
+        let fields: Vec<String> = c
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", one_line(v)))
+            .collect();
+        let line = format!(
+            "{:<wid$}  {:<wname$}  {:<wphone$}  {}",
+            c.id,
+            one_line(&c.name),
+            c.phone,
+            fields.join(" ")
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }

@@ -11,6 +11,7 @@
 //! - [`reload`]: watching plugin files and loading changed ones for a hot swap.
 //! - [`ctl`]: the local control socket (`cti-host ctl`) and its client.
 //! - [`verify`]: the conformance suite for connector libraries (`cti-host verify`).
+//! - [`privacy`]: callers' numbers masked in logs (`[host] log_numbers`).
 #![deny(unsafe_code)]
 // abi_stable's `sabi_trait` impls expand to definitions inside functions.
 #![allow(non_local_definitions)]
@@ -19,8 +20,10 @@ pub mod app;
 pub mod cli;
 pub mod ctl;
 pub mod desktop;
+pub mod directory;
 pub mod loader;
 pub mod manifest;
 pub mod plugin;
+pub mod privacy;
 pub mod reload;
 pub mod verify;

@@ -143,6 +143,13 @@ pub enum ControlJob {
     Event(Arc<DesktopEvent>),
     /// Missed events: redraw.
     Resync(Arc<DesktopSnapshot>),
+    /// A command to intercept; the verdict goes back with `token`.
+    Intercept {
+        /// The parked command's token (0: no answer awaited).
+        token: u64,
+        /// What the control sees.
+        request: Box<cti_plugin_api::InterceptRequest>,
+    },
     /// Stop the control and end the thread.
     Stop,
 }
@@ -312,6 +319,14 @@ pub fn spawn_control(
                     ControlJob::Resync(snap) => {
                         if let RResult::RErr(e) = control.resync(&snap) {
                             fault("resync", e);
+                        }
+                    }
+                    ControlJob::Intercept { token, request } => {
+                        let result = control.intercept(&request).into_result();
+                        if token != 0 {
+                            let _ = inbox.send(DesktopMsg::Verdict { token, result });
+                        } else if let Err(e) = result {
+                            fault("intercept", e);
                         }
                     }
                     ControlJob::Stop => break,

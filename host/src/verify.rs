@@ -129,7 +129,7 @@ pub struct Row {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// The library checked.
     pub library: String,
@@ -139,8 +139,30 @@ pub struct Report {
     pub sha256: Option<String>,
     /// Whether the connector accepted the test-mode key.
     pub test_mode: Option<bool>,
+    /// The connection model it ran in.
+    pub connection: ConnectionModel,
     /// The rows, in order.
     pub rows: Vec<Row>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            library: String::new(),
+            plugin: None,
+            sha256: None,
+            test_mode: None,
+            connection: ConnectionModel::Instance,
+            rows: Vec::new(),
+        }
+    }
+}
+
+fn model_name(m: ConnectionModel) -> &'static str {
+    match m {
+        ConnectionModel::Instance => "instance",
+        ConnectionModel::Polling => "polling",
+    }
 }
 
 impl Report {
@@ -190,6 +212,7 @@ impl Report {
             "plugin": self.plugin,
             "sha256": self.sha256,
             "test_mode": self.test_mode,
+            "connection": model_name(self.connection),
             "passed": self.passed(),
             "counts": {"pass": count(Status::Pass), "fail": count(Status::Fail), "skip": count(Status::Skip)},
             "checks": self.rows.iter().map(|r| json!({
@@ -210,6 +233,7 @@ impl fmt::Display for Report {
         if let Some(h) = &self.sha256 {
             writeln!(f, "sha256:    {h}")?;
         }
+        writeln!(f, "model:     {}", model_name(self.connection))?;
         if let Some(t) = self.test_mode {
             writeln!(
                 f,
@@ -260,8 +284,10 @@ impl fmt::Display for Report {
 }
 
 /// Runs the suite; prints a pass/fail table (or JSON); exit 0 only when
-/// every check passed, 1 when one failed, 2 for unusable settings.
-pub fn main(library: &Path, settings: &str, json: bool) -> ExitCode {
+/// every check passed, 1 when one failed, 2 for unusable settings. With
+/// `polling`, the connector runs in the polling model (the host calls
+/// `poll` every 100 ms) instead of the instance model.
+pub fn main(library: &Path, settings: &str, json: bool, polling: bool) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -272,7 +298,12 @@ pub fn main(library: &Path, settings: &str, json: bool) -> ExitCode {
         eprintln!("--settings is not a TOML table: {}", e.message().trim());
         return ExitCode::from(2);
     }
-    let report = run(library, settings, &Limits::default());
+    let model = if polling {
+        ConnectionModel::Polling
+    } else {
+        ConnectionModel::Instance
+    };
+    let report = run(library, settings, &Limits::default(), model);
     if json {
         println!("{}", report.to_json());
     } else {
@@ -285,10 +316,15 @@ pub fn main(library: &Path, settings: &str, json: bool) -> ExitCode {
     }
 }
 
-/// Runs the whole suite against `library` with `settings` (TOML text).
-pub fn run(library: &Path, settings: &str, limits: &Limits) -> Report {
+/// The poll interval in the polling model.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs the whole suite against `library` with `settings` (TOML text), the
+/// connector in connection model `model`.
+pub fn run(library: &Path, settings: &str, limits: &Limits, model: ConnectionModel) -> Report {
     let mut report = Report {
         library: library.display().to_string(),
+        connection: model,
         ..Report::default()
     };
     let shadow = match loader::ShadowDir::create() {
@@ -320,7 +356,7 @@ pub fn run(library: &Path, settings: &str, limits: &Limits) -> Report {
     if !check_info(&lib, &mut report) {
         return report;
     }
-    Suite::run(&lib, settings, limits, &mut report);
+    Suite::run(&lib, settings, limits, model, &mut report);
     report
 }
 
@@ -383,27 +419,72 @@ fn names(caps: Capabilities) -> String {
 
 type Job = Box<dyn FnOnce(&mut ConnectorBox) + Send>;
 
-/// Runs the connector's methods on its own thread, each with a time limit.
+/// Runs the connector's methods on its own thread, each with a time limit;
+/// in the polling model it also calls `poll` every [`POLL_INTERVAL`] and
+/// hands the events (or the error) to the inbox, as the host's worker does.
 struct Worker {
     tx: Option<Sender<Job>>,
     /// The call that never returned; nothing more is sent after it.
     hung: Option<String>,
+    /// Cleared (on the worker thread) just before `stop`: no poll after it.
+    polling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Worker {
-    fn spawn(connector: ConnectorBox) -> std::io::Result<Self> {
+    fn spawn(
+        connector: ConnectorBox,
+        poll_to: Option<Sender<DesktopMsg>>,
+    ) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let polling = Arc::new(AtomicBool::new(poll_to.is_some()));
+        let on = Arc::clone(&polling);
         std::thread::Builder::new()
             .name("verify:connector".into())
             .spawn(move || {
                 let mut c = connector;
-                while let Ok(job) = rx.recv() {
+                let mut next = Instant::now() + POLL_INTERVAL;
+                loop {
+                    let job = match &poll_to {
+                        Some(inbox) if on.load(Ordering::Relaxed) => match rx.recv_deadline(next) {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                            Err(RecvTimeoutError::Timeout) => {
+                                next = (next + POLL_INTERVAL).max(Instant::now());
+                                let msg = match c.poll() {
+                                    abi_stable::std_types::RResult::ROk(evs) if evs.is_empty() => {
+                                        continue
+                                    }
+                                    abi_stable::std_types::RResult::ROk(evs) => {
+                                        DesktopMsg::Events {
+                                            connector: 0,
+                                            events: evs.into_vec(),
+                                        }
+                                    }
+                                    abi_stable::std_types::RResult::RErr(error) => {
+                                        DesktopMsg::PluginFault {
+                                            plugin: PluginId::Connector(0),
+                                            during: "poll",
+                                            error,
+                                        }
+                                    }
+                                };
+                                let _ = inbox.send(msg);
+                                continue;
+                            }
+                        },
+                        _ => match rx.recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
                     job(&mut c);
                 }
             })?;
         Ok(Self {
             tx: Some(tx),
             hung: None,
+            polling,
         })
     }
 
@@ -625,6 +706,8 @@ struct Events {
     seen: Vec<ConnectorEvent>,
     csta: CstaChecker,
     submits: usize,
+    /// Errors of `poll` (polling model): (method, error).
+    faults: Vec<(String, PluginError)>,
 }
 
 impl Events {
@@ -633,6 +716,9 @@ impl Events {
             DesktopMsg::Event { event, .. } => self.push(event),
             DesktopMsg::Events { events, .. } => events.into_iter().for_each(|e| self.push(e)),
             DesktopMsg::Submit { .. } => self.submits += 1,
+            DesktopMsg::PluginFault { during, error, .. } => {
+                self.faults.push((during.to_owned(), error));
+            }
             _ => {}
         }
     }
@@ -749,13 +835,19 @@ struct Suite<'a> {
 }
 
 impl<'a> Suite<'a> {
-    fn run(lib: &Library, settings: &str, limits: &'a Limits, report: &'a mut Report) {
+    fn run(
+        lib: &Library,
+        settings: &str,
+        limits: &'a Limits,
+        model: ConnectionModel,
+        report: &'a mut Report,
+    ) {
         let (tx, rx) = crossbeam_channel::unbounded::<DesktopMsg>();
         let hosted = HostedInfo {
             name: RString::from("verify"),
             channel: RString::from("voice"),
-            connection: ConnectionModel::Instance,
-            poll_interval_ms: 100,
+            connection: model,
+            poll_interval_ms: POLL_INTERVAL.as_millis() as u64,
             agent_id: RString::from("verify-agent"),
         };
         let ctx = || {
@@ -776,6 +868,7 @@ impl<'a> Suite<'a> {
                 built = app::new_connector(lib, ctx(), settings);
             }
         }
+        let poll_to = (model == ConnectionModel::Polling).then(|| tx.clone());
         drop(tx);
         let connector = match built {
             Ok(c) => {
@@ -791,7 +884,7 @@ impl<'a> Suite<'a> {
                 return;
             }
         };
-        let worker = match Worker::spawn(connector) {
+        let worker = match Worker::spawn(connector, poll_to) {
             Ok(w) => w,
             Err(e) => {
                 report.fail("connector builds", format!("cannot start a thread: {e}"));
@@ -805,6 +898,7 @@ impl<'a> Suite<'a> {
                 seen: Vec::new(),
                 csta: CstaChecker::default(),
                 submits: 0,
+                faults: Vec::new(),
             },
             limits,
             declared: Capabilities::NONE,
@@ -1502,7 +1596,11 @@ impl<'a> Suite<'a> {
                 }
             }
         }
-        bad.extend(wrong.into_iter().map(|(h, k)| format!("{h} {}", k.join(", "))));
+        bad.extend(
+            wrong
+                .into_iter()
+                .map(|(h, k)| format!("{h} {}", k.join(", "))),
+        );
         let row = "undeclared commands refused (Unsupported)";
         if checked.is_empty() {
             self.report
@@ -1542,10 +1640,11 @@ impl<'a> Suite<'a> {
         // stop, on the worker thread, within its limit.
         let t0 = Instant::now();
         let stop_limit = self.limits.stop;
-        match self
-            .worker
-            .call("stop", stop_limit, |c| c.stop().into_result())
-        {
+        let polling = Arc::clone(&self.worker.polling);
+        match self.worker.call("stop", stop_limit, move |c| {
+            polling.store(false, std::sync::atomic::Ordering::Relaxed);
+            c.stop().into_result()
+        }) {
             Ok(Ok(())) => self.report.pass(
                 "stop within 2 s",
                 format!("returned in {} ms", t0.elapsed().as_millis()),
@@ -1570,6 +1669,21 @@ impl<'a> Suite<'a> {
                 d.push(format!("and {} more", v.len() - 5));
             }
             self.report.fail("events in valid CSTA order", d.join("; "));
+        }
+        if self.report.connection == ConnectionModel::Polling {
+            let faults = std::mem::take(&mut self.events.faults);
+            for (method, e) in &faults {
+                self.note_panic(method, e);
+            }
+            if faults.is_empty() {
+                self.report.pass("poll", "every poll returned Ok");
+            } else {
+                let first = &faults[0];
+                self.report.fail(
+                    "poll",
+                    format!("{} poll(s) failed; first: {}", faults.len(), first.1),
+                );
+            }
         }
         panic_row(self.report, &self.panics);
     }

@@ -907,6 +907,90 @@ pub struct CallView {
     pub attrs: RVec<KeyValue>,
 }
 
+open_code! {
+    /// When an interceptor sees a command (cti-plugin-api 1.1).
+    InterceptPhase(u8) {
+        /// Before it reaches the connector: the interceptor may veto it.
+        BEFORE = 0 => "Before",
+        /// Instead of the connector: the one owner carries it out.
+        REPLACE = 1 => "Replace",
+        /// After it completed or failed: the interceptor sees the outcome.
+        AFTER = 2 => "After",
+    }
+}
+
+open_code! {
+    /// An interceptor's answer (cti-plugin-api 1.1).
+    VerdictKind(u8) {
+        /// Let the command go on.
+        CONTINUE = 0 => "Continue",
+        /// Refuse the command; `reason` is shown to the agent.
+        VETO = 1 => "Veto",
+        /// The interceptor carried the command out (phase Replace);
+        /// `outcome` is its result.
+        HANDLED = 2 => "Handled",
+    }
+}
+
+/// A command shown to an interceptor (cti-plugin-api 1.1).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct InterceptRequest {
+    /// Before, Replace or After.
+    pub phase: InterceptPhase,
+    /// The request id the command was submitted under.
+    pub request_id: u64,
+    /// Who submitted it (hosted control name, `ctl`…).
+    pub source: RString,
+    /// The command, with the desktop's call ids.
+    pub command: Command,
+    /// Phase After: the outcome, when it succeeded.
+    pub outcome: ROption<Outcome>,
+    /// Phase After: the error, when it failed.
+    pub error: ROption<PluginError>,
+}
+
+/// An interceptor's answer (cti-plugin-api 1.1).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Continue, Veto or Handled.
+    pub kind: VerdictKind,
+    /// Why (shown to the agent on a veto).
+    pub reason: RString,
+    /// The result of a Handled command.
+    pub outcome: Outcome,
+}
+
+impl Verdict {
+    /// Let the command go on.
+    pub fn proceed() -> Self {
+        Self {
+            kind: VerdictKind::CONTINUE,
+            reason: RString::new(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// Refuse the command with a reason for the agent.
+    pub fn veto(reason: impl Into<RString>) -> Self {
+        Self {
+            kind: VerdictKind::VETO,
+            reason: reason.into(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// The interceptor carried the command out.
+    pub fn handled(outcome: Outcome) -> Self {
+        Self {
+            kind: VerdictKind::HANDLED,
+            reason: RString::new(),
+            outcome,
+        }
+    }
+}
+
 /// The agent's state as the desktop shows it.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]

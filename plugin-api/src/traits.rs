@@ -13,7 +13,7 @@ use abi_stable::{
 
 use crate::ffi::{
     CallInfo, Capabilities, Command, ConnectorEvent, DesktopEvent, DesktopSnapshot, HostedInfo,
-    LogLevel, Outcome, PluginError,
+    InterceptRequest, LogLevel, Outcome, PluginError, Verdict,
 };
 
 /// What the host offers every plugin instance. Cheap to clone, `Send + Sync`:
@@ -86,6 +86,14 @@ pub trait ControlApi: Send {
     /// Stops the control and its threads.
     #[sabi(last_prefix_field)]
     fn stop(&mut self) -> RResult<(), PluginError>;
+
+    /// A command this control intercepts (manifest `[[hosted_control.intercept]]`).
+    /// Added in cti-plugin-api 1.1: a control built against 1.0 gets this
+    /// default, which lets every command go on.
+    fn intercept(&mut self, request: &InterceptRequest) -> RResult<Verdict, PluginError> {
+        let _ = request;
+        RResult::ROk(Verdict::proceed())
+    }
 }
 
 /// The host's handle type for [`ControlApi`].

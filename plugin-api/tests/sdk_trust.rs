@@ -69,3 +69,26 @@ fn panic_messages_carry_no_caller_number_and_stay_short() {
         "plugin panicked: panic with a non-string payload"
     );
 }
+
+#[test]
+fn privacy_fuzz_seeds_never_leak_a_number() {
+    use cti_plugin_api::sdk::privacy::{mask_number, redact_numbers};
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join("privacy")) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let bytes = std::fs::read(e.path()).expect("read seed");
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            n += 1;
+            let _ = mask_number(text);
+            let red = redact_numbers(text);
+            assert!(!red.contains("4255550100"), "{text:?} -> {red:?}");
+        }
+    }
+    assert!(n > 0, "fuzz/seeds/privacy is empty");
+}

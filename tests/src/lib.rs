@@ -19,6 +19,7 @@ use serde_json::Value;
 
 pub mod sip;
 pub mod web;
+pub mod xmpp;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -198,16 +199,23 @@ impl Host {
             .stderr(err)
             .spawn()
             .expect("spawn cti-host run");
-        let host = Host {
+        let mut host = Host {
             child: Some(child),
             recorder: scratch.path("events.jsonl"),
             socket: scratch.path("ctl.sock"),
             log,
             scratch,
         };
-        host.wait_until("the ctl socket answers", Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&host.socket).is_ok()
-        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&host.socket).is_err() {
+            if !host.is_running() {
+                panic!("cti-host exited before it was ready:\n{}", host.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after 20 s waiting for the ctl socket\n--- host log ---\n{}", host.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         host
     }
 

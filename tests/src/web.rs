@@ -41,10 +41,20 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// The browser and driver binaries, or what is missing.
+/// A binary named by the environment variable `var`, else the first of
+/// `paths` that exists.
+fn binary(var: &str, paths: &[&str]) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(PathBuf::from(p)).filter(|p| p.exists()),
+        None => first_existing(paths),
+    }
+}
+
+/// The browser and driver binaries (`CHROMIUM` and `CHROMEDRIVER` name
+/// others), or what is missing.
 pub fn find_browser() -> Result<(PathBuf, PathBuf), String> {
-    let chromium = first_existing(CHROMIUM);
-    let driver = first_existing(CHROMEDRIVER);
+    let chromium = binary("CHROMIUM", CHROMIUM);
+    let driver = binary("CHROMEDRIVER", CHROMEDRIVER);
     match (chromium, driver) {
         (Some(c), Some(d)) => Ok((c, d)),
         (c, d) => Err(format!(
@@ -379,7 +389,9 @@ impl Browser<'_> {
             .block(self.client().screenshot())
             .ok()
             .and_then(|png| fs::write(&shot, png).ok())
-            .map_or("(no screenshot)".to_owned(), |()| shot.display().to_string());
+            .map_or("(no screenshot)".to_owned(), |()| {
+                shot.display().to_string()
+            });
         panic!("{msg}\n--- page text ---\n{text}\n--- screenshot: {saved}");
     }
 
@@ -396,9 +408,10 @@ impl Drop for Browser<'_> {
         if let Some(c) = self.client.take() {
             // On a panic the driver's process-group kill is the backstop;
             // try a clean close first, briefly.
-            let _ = self.driver.rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(2), c.close()).await
-            });
+            let _ = self
+                .driver
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(2), c.close()).await });
         }
     }
 }

@@ -12,9 +12,9 @@ use std::{
 };
 
 use cti_e2e::{
-    s,
+    n, run_cli, s, stderr,
     web::{http_raw, Driver},
-    workspace, Host,
+    workspace, Host, Scratch,
 };
 use fantoccini::key::Key;
 use serde_json::Value;
@@ -32,6 +32,7 @@ ctl_socket = "{{socket}}"
 agent_id = "agent-1001"
 reason_codes = ["Break", "Lunch", "Meeting", "Training"]
 dispositions = ["Resolved", "Callback", "Escalated"]
+wrap_up_seconds = 120
 
 [[hosted_control]]
 name = "Phone"
@@ -121,16 +122,15 @@ fn check_refusals(addr: SocketAddr) {
     );
     assert_eq!(status, 303, "the token signs in and redirects:\n{text}");
     assert!(
-        text.contains("HttpOnly") && text.contains("SameSite=Strict") && text.contains("Location: /\r\n")
+        text.contains("HttpOnly")
+            && text.contains("SameSite=Strict")
+            && text.contains("Location: /\r\n")
             || text.to_ascii_lowercase().contains("location: /\r\n"),
         "an HttpOnly, SameSite=Strict cookie and a redirect to `/`:\n{text}"
     );
 
     let cookie = format!("Cookie: cti_web_{}={TOKEN}\r\n", addr.port());
-    let (status, text) = http_raw(
-        addr,
-        &upgrade_request(addr, "http://evil.example", &cookie),
-    );
+    let (status, text) = http_raw(addr, &upgrade_request(addr, "http://evil.example", &cookie));
     assert_eq!(status, 403, "a WebSocket from a foreign origin:\n{text}");
     let (status, text) = http_raw(addr, &upgrade_request(addr, &format!("http://{addr}"), ""));
     assert_eq!(status, 401, "a WebSocket without the cookie:\n{text}");
@@ -139,6 +139,11 @@ fn check_refusals(addr: SocketAddr) {
         &upgrade_request(addr, &format!("http://{addr}"), &cookie),
     );
     assert_eq!(status, 101, "the page's own upgrade is accepted:\n{text}");
+}
+
+/// True when `e` came after `earlier` (by sequence number).
+fn n_after(e: &Value, earlier: &Value) -> bool {
+    n(e, "seq") > n(earlier, "seq")
 }
 
 fn is(e: &Value, event: &str, call: &str) -> bool {
@@ -166,6 +171,7 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     browser.goto(&base);
     browser.wait_for("form[action='/login'] input#token");
     assert_eq!(browser.count("#calls"), 0);
+    browser.save_screenshot(&workspace().join("target/web-signin.png"));
     browser.type_into("#token", TOKEN);
     browser.click("form[action='/login'] button[type='submit']");
     browser.wait_for("#calls");
@@ -185,15 +191,25 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     let card = format!("article.call[data-call-id='{id}']");
     browser.wait_for(&format!("{card}[data-state='Alerting']"));
     browser.wait_text(&format!("{card} .call-title"), &ani);
-    assert_eq!(browser.count(&format!("{card} button[data-action='Answer']")), 1);
-    assert_eq!(browser.count(&format!("{card} button[data-action='Hangup']")), 0);
+    assert_eq!(
+        browser.count(&format!("{card} button[data-action='Answer']")),
+        1
+    );
+    assert_eq!(
+        browser.count(&format!("{card} button[data-action='Hangup']")),
+        0
+    );
+    browser.save_screenshot(&workspace().join("target/web-ringing.png"));
 
     // Answer: the call connects; Answer goes away.
     browser.click(&format!("{card} button[data-action='Answer']"));
     host.wait_event("Established", |e| is(e, "Established", &id));
     browser.wait_for(&format!("{card}[data-state='Connected']"));
     browser.wait_gone(&format!("{card} button[data-action='Answer']"));
-    assert_eq!(browser.count(&format!("{card} button[data-action='Hangup']")), 1);
+    assert_eq!(
+        browser.count(&format!("{card} button[data-action='Hangup']")),
+        1
+    );
 
     // NotReady with a reason, through the picker: pending while on the call.
     browser.select("#reason", "Lunch");
@@ -213,8 +229,14 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     browser.click(&format!("{card} button[data-action='Hold']"));
     host.wait_event("Held", |e| is(e, "Held", &id));
     browser.wait_for(&format!("{card}[data-state='Held']"));
-    assert_eq!(browser.count(&format!("{card} button[data-action='Hold']")), 0);
-    assert_eq!(browser.count(&format!("{card} button[data-action='Retrieve']")), 1);
+    assert_eq!(
+        browser.count(&format!("{card} button[data-action='Hold']")),
+        0
+    );
+    assert_eq!(
+        browser.count(&format!("{card} button[data-action='Retrieve']")),
+        1
+    );
 
     // A reload mid-call shows the same call, still held (the state lives in
     // the host; the page resynchronises from a snapshot).
@@ -252,6 +274,57 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     let shot = browser.save_screenshot(&workspace().join("target/web-desktop.png"));
     println!("screenshot: {}", shot.display());
 
+    // Consult a colleague: two calls, the two-call buttons on the active
+    // one; swap twice, then cancel the consultation.
+    let mark = host.events().last().map_or(0, |e| n(e, "seq"));
+    let after = |e: &Value| n(e, "seq") > mark;
+    browser.type_into(&format!("{card} form.transfer input"), "+15550142");
+    browser.click(&format!("{card} button[data-action='Consult']"));
+    let originated = host.wait_event("the consultation call", |e| {
+        s(e, "event") == "Originated" && s(e, "call_id") != id
+    });
+    let consult = format!("article.call[data-call-id='{}']", s(&originated, "call_id"));
+    host.wait_event("the customer held", |e| is(e, "Held", &id) && after(e));
+    browser.wait_for(&format!("{consult}[data-state='Connected']"));
+    browser.wait_for(&format!("{card}[data-state='Held']"));
+    assert_eq!(browser.count("article.call"), 2);
+    for action in [
+        "Alternate",
+        "Conference",
+        "CompleteTransfer",
+        "CancelConsult",
+    ] {
+        browser.wait_for(&format!("{consult} button[data-action='{action}']"));
+        assert_eq!(
+            browser.count(&format!("{card} button[data-action='{action}']")),
+            0,
+            "{action} is offered on the active call only"
+        );
+    }
+    browser.click(&format!("{consult} button[data-action='Alternate']"));
+    host.wait_event("back to the customer", |e| {
+        is(e, "Retrieved", &id) && after(e)
+    });
+    let swapped = host.wait_event("the colleague held", |e| {
+        s(e, "event") == "Held" && s(e, "call_id") != id && after(e)
+    });
+    browser.wait_for(&format!("{card}[data-state='Connected']"));
+    browser.wait_for(&format!("{card} button[data-action='Alternate']"));
+    browser.click(&format!("{card} button[data-action='Alternate']"));
+    let back = host.wait_event("back to the colleague", |e| {
+        is(e, "Held", &id) && n_after(e, &swapped)
+    });
+    browser.wait_for(&format!("{consult}[data-state='Connected']"));
+    browser.click(&format!("{consult} button[data-action='CancelConsult']"));
+    host.wait_event("the consultation cleared", |e| {
+        s(e, "event") == "ConnectionCleared" && s(e, "call_id") != id && n_after(e, &back)
+    });
+    host.wait_event("the customer retrieved", |e| {
+        is(e, "Retrieved", &id) && n_after(e, &back)
+    });
+    browser.wait_gone(&consult);
+    browser.wait_for(&format!("{card}[data-state='Connected']"));
+
     // A command the desktop refuses is shown to the agent (a reason code
     // the manifest does not list).
     browser.script(
@@ -261,10 +334,31 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     browser.click("#not-ready");
     browser.wait_text(".notice.error", "Nap");
 
-    // Hang up: the call clears and leaves the page; the pending NotReady applies.
+    // Hang up: the call clears and goes to wrap-up, with a disposition
+    // picker and the time left.
     browser.click(&format!("{card} button[data-action='Hangup']"));
     let cleared = host.wait_event("ConnectionCleared", |e| is(e, "ConnectionCleared", &id));
     assert_eq!(s(&cleared, "state"), "Null");
+    host.wait_event("wrap-up", |e| {
+        s(e, "call_id") == id && s(&e["call"]["work"], "state") == "Wrapping"
+    });
+    browser.wait_for(&format!("{card}[data-work='Wrapping']"));
+    browser.wait_gone(&format!("{card} button[data-action='Hangup']"));
+    browser.wait_until("the wrap-up countdown", Duration::from_secs(5), |b| {
+        b.text(&format!("{card} .wrap-left .timer"))
+            .is_some_and(|t| t.starts_with("1:") || t.starts_with("2:"))
+    });
+    browser.select(&format!("{card} .wrapup select"), "Resolved");
+    browser.click(&format!("{card} button[data-action='SetDisposition']"));
+    host.wait_event("the disposition", |e| {
+        s(e, "call_id") == id && s(&e["call"]["work"], "disposition") == "Resolved"
+    });
+    browser.wait_text(&format!("{card} .call-meta"), "Resolved");
+    browser.save_screenshot(&workspace().join("target/web-wrapup.png"));
+
+    // Finishing wrap-up removes the call; the pending NotReady applies.
+    browser.click(&format!("{card} button[data-action='EndWrapUp']"));
+    host.wait_event("the call removed", |e| is(e, "CallRemoved", &id));
     browser.wait_gone(&card);
     host.wait_event("the agent NotReady(Lunch)", |e| {
         s(e, "event") == "AgentStateChanged" && s(e, "agent_state") == "NotReady(Lunch)"
@@ -272,16 +366,191 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     browser.wait_for("#agent-state[data-value='NotReady(Lunch)']");
     browser.wait_text("#agent-state", "Not ready: Lunch");
     browser.wait_gone("#agent-pending:not([hidden])");
-    assert_eq!(browser.current_url(), base, "no number or secret in the URL");
+    assert_eq!(
+        browser.current_url(),
+        base,
+        "no number or secret in the URL"
+    );
 
     // The host goes away: a clear banner, and the page keeps trying.
     assert!(host.stop().success(), "{}", host.log_text());
     browser.wait_for("#banner:not([hidden])");
     browser.wait_text("#banner-text", "Reconnecting");
     browser.wait_for("#conn-state[data-state='offline']");
+    browser.save_screenshot(&workspace().join("target/web-offline.png"));
     browser.close();
     println!(
         "[timing] host up after {t_host:?}; browser session ready after {t_browser:?}; whole test {:?}",
         t0.elapsed()
     );
+}
+
+// ---------------------------------------------------------------- screen pops and two calls
+
+const CONTACTS: &str = "\
+id,name,phone,account,tier
+c1,Dana Whitfield,+1 (425) 555-0101,A-20417,Gold
+c2,Sam Ortega,14255550303,B-31002,Silver
+c3,Sam Ortega Jr.,+1 425 555 0303,B-31003,Bronze
+";
+
+/// A known caller, then one whose number two contacts share.
+const SCENARIO: &str = r#"
+[[step]]
+at_ms = 0
+action = "inbound"
+call = "known"
+ani = "14255550101"
+dnis = "+18005550100"
+data = { queue = "Billing" }
+
+[[step]]
+at_ms = 100
+action = "inbound"
+call = "shared"
+ani = "425-555-0303"
+dnis = "+18005550100"
+data = { queue = "Billing" }
+"#;
+
+fn sessions_manifest() -> String {
+    format!(
+        r#"
+[host]
+plugin_dir = "{{bin}}"
+ctl_socket = "{{socket}}"
+
+[desktop]
+agent_id = "agent-2002"
+
+[directory]
+path = "{{dir}}/contacts.db"
+default_country_code = "1"
+
+[[lookup]]
+name = "caller"
+channel = "voice"
+direction = "inbound"
+field = "ani"
+on_none = "new-contact"
+on_one = "contact"
+on_many = "pick-list"
+
+[[hosted_control]]
+name = "Phone"
+type = "connector"
+library = "sim_connector"
+[hosted_control.settings]
+scenario = "{{dir}}/scenario.toml"
+talk_time_secs = [0.0, 0.0]
+
+[[hosted_control]]
+name = "Recorder"
+type = "control"
+library = "recorder_control"
+[hosted_control.settings]
+path = "{{recorder}}"
+
+[[hosted_control]]
+name = "Web"
+type = "control"
+library = "web_control"
+[hosted_control.settings]
+token = "{TOKEN}"
+"#
+    )
+}
+
+#[test]
+fn the_page_shows_screen_pops_pick_lists_and_two_calls() {
+    let Some(driver) = Driver::start_or_skip() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let csv = scratch.write("contacts.csv", CONTACTS);
+    let db = scratch.path("contacts.db");
+    let o = run_cli(&[
+        "contacts",
+        "import",
+        &csv.display().to_string(),
+        "--db",
+        &db.display().to_string(),
+    ]);
+    assert!(o.status.success(), "contacts import: {}", stderr(&o));
+    scratch.write("scenario.toml", SCENARIO);
+    let mut host = Host::start_in(scratch, &sessions_manifest());
+    let addr = SocketAddr::from(([127, 0, 0, 1], web_port(&host)));
+    let base = format!("http://{addr}/");
+
+    let browser = driver.browser(1360, 900);
+    browser.goto(&format!("{base}?token={TOKEN}"));
+    assert_eq!(browser.current_url(), base);
+    browser.wait_for("#conn-state[data-state='live']");
+
+    // The screen pop: the known caller's record; the pick list for the other.
+    host.wait_event("the known caller's lookup", |e| {
+        s(e, "event") == "LookupResolved" && s(e, "call_id") == "scn-known"
+    });
+    host.wait_event("the shared number's lookup", |e| {
+        s(e, "event") == "LookupResolved" && s(e, "call_id") == "scn-shared"
+    });
+    let known_session = "article.session[data-call-id='scn-known']";
+    let shared_session = "article.session[data-call-id='scn-shared']";
+    browser.wait_text(&format!("{known_session} h3"), "Dana Whitfield");
+    browser.wait_text(&format!("{known_session} .contact"), "A-20417");
+    browser.wait_text(&format!("{shared_session} .candidates"), "Sam Ortega Jr.");
+    browser.click(&format!(
+        "{shared_session} .candidates li:nth-child(2) button"
+    ));
+    host.wait_event("the agent's pick", |e| {
+        s(e, "event") == "LookupResolved"
+            && s(e, "call_id") == "scn-shared"
+            && e["session"]["contact"]["name"] == "Sam Ortega Jr."
+    });
+    browser.wait_text(&format!("{shared_session} h3"), "Sam Ortega Jr.");
+    assert_eq!(browser.count(&format!("{shared_session} .candidates")), 0);
+
+    // Answer the known caller by button and hold; answer the other with F2.
+    let known = "article.call[data-call-id='scn-known']";
+    let shared = "article.call[data-call-id='scn-shared']";
+    browser.click(&format!("{known} button[data-action='Answer']"));
+    host.wait_event("the known caller answered", |e| {
+        is(e, "Established", "scn-known")
+    });
+    browser.click(&format!("{known} button[data-action='Hold']"));
+    host.wait_event("the known caller held", |e| is(e, "Held", "scn-known"));
+    browser.wait_for(&format!("{known}[data-state='Held']"));
+    browser.type_into("body", &Key::F2);
+    host.wait_event("F2 answered the ringing call", |e| {
+        is(e, "Established", "scn-shared")
+    });
+    browser.wait_for(&format!("{shared}[data-state='Connected']"));
+
+    // Two calls on one line: the two-call actions on the active call only.
+    for action in ["Alternate", "Conference"] {
+        browser.wait_for(&format!("{shared} button[data-action='{action}']"));
+        assert_eq!(
+            browser.count(&format!("{known} button[data-action='{action}']")),
+            0
+        );
+    }
+    browser.click(&format!("{shared} button[data-action='Alternate']"));
+    host.wait_event("the swap", |e| is(e, "Retrieved", "scn-known"));
+    browser.wait_for(&format!("{known}[data-state='Connected']"));
+    browser.wait_for(&format!("{shared}[data-state='Held']"));
+    browser.wait_until("one focused session", Duration::from_secs(5), |b| {
+        b.count("article.session[aria-current='true']") == 1
+    });
+    browser.script("document.activeElement.blur(); return null;");
+    browser.click("#calls-heading");
+    browser.save_screenshot(&workspace().join("target/web-sessions.png"));
+
+    // F4 hangs up the current call (the one the agent talks to).
+    browser.type_into("body", &Key::F4);
+    host.wait_event("F4 hung up", |e| is(e, "ConnectionCleared", "scn-known"));
+    browser.wait_gone(&format!("{known} button[data-action='Hangup']"));
+    assert_eq!(browser.count(&format!("{shared}[data-state='Held']")), 1);
+
+    browser.close();
+    assert!(host.stop().success(), "{}", host.log_text());
 }

@@ -1,5 +1,7 @@
 //! The desktop actor: the only owner of calls, work items and agent state.
 
+mod intercept;
+mod sessions;
 mod supervise;
 
 use std::{
@@ -142,6 +144,7 @@ struct PendingRequest {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Restart(PluginKey),
+    InterceptDeadline(u64),
     CommandDeadline(u64),
     WrapUpEnd(RString),
     RingTimeout(RString),
@@ -190,6 +193,19 @@ pub struct DesktopActor {
     internal_ids: u64,
     unknown_call_events: u64,
     spawner: Spawner,
+    /// Each command's interceptors, in priority order.
+    interceptors: HashMap<CommandKind, intercept::Chain>,
+    /// Commands waiting for an interceptor's verdict, by token.
+    interceptions: HashMap<u64, intercept::Interception>,
+    next_token: u64,
+    /// Commands (desktop ids) whose outcome After interceptors want to see.
+    after_commands: HashMap<u64, Command>,
+    /// Agent sessions, one per interaction.
+    sessions: sessions::Sessions,
+    /// `[[lookup]]` rules.
+    lookups: Vec<crate::manifest::LookupRule>,
+    /// The contact directory, if the manifest has one.
+    directory: Option<crate::directory::Directory>,
 }
 
 fn now_ms() -> u64 {
@@ -213,6 +229,7 @@ impl DesktopActor {
         controls: Vec<ControlSlot>,
     ) -> Self {
         let agent_base = cfg.initial_agent_state.clone();
+        let interceptors = intercept::chains(&controls);
         Self {
             agent_shown: agent_base.clone(),
             agent_base,
@@ -231,7 +248,25 @@ impl DesktopActor {
             internal_ids: 1 << 62,
             unknown_call_events: 0,
             spawner,
+            interceptors,
+            interceptions: HashMap::new(),
+            next_token: 0,
+            after_commands: HashMap::new(),
+            sessions: sessions::Sessions::default(),
+            lookups: Vec::new(),
+            directory: None,
         }
+    }
+
+    /// Adds the CTI lookup: rules and the contact directory.
+    pub fn with_lookup(
+        mut self,
+        lookups: Vec<crate::manifest::LookupRule>,
+        directory: Option<crate::directory::Directory>,
+    ) -> Self {
+        self.lookups = lookups;
+        self.directory = directory;
+        self
     }
 
     /// Runs until `Shutdown`: starts the controls with the first snapshot,
@@ -301,6 +336,7 @@ impl DesktopActor {
             }
             DesktopMsg::Subscribe(tx) => self.subscribers.push(tx),
             DesktopMsg::ReloadFailed { name, reason } => self.emit_reload_failed(&name, &reason),
+            DesktopMsg::Verdict { token, result } => self.on_verdict(token, result),
             DesktopMsg::Reload { name, .. } => {
                 tracing::warn!(
                     plugin = name,
@@ -498,7 +534,20 @@ impl DesktopActor {
     }
 
     fn on_call_event(&mut self, connector: usize, ev: ConnectorEvent) {
+        let mut ev = ev;
+        if matches!(ev.kind, EventKind::MESSAGE_RECEIVED | EventKind::MESSAGE_SENT)
+            && ev.text.len() > self.cfg.max_message_bytes
+        {
+            // Cut at a character boundary; the controls see that it was cut.
+            let mut end = self.cfg.max_message_bytes;
+            while !ev.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            ev.text = RString::from(&ev.text[..end]);
+            ev.attrs.push(KeyValue::new("truncated", "true"));
+        }
         let known = self.resolve_call_id(connector, &ev.call_id);
+        let created = known.is_none();
         let id = match known {
             Some(id) => id,
             None => match &ev.call {
@@ -592,6 +641,17 @@ impl DesktopActor {
         let channel = view.channel.clone();
         self.refresh_allowed(connector, &id, previous);
         self.emit_call(ev.kind, &id, previous, &ev);
+        match ev.kind {
+            _ if created => self.open_session(&id),
+            EventKind::ESTABLISHED => self.focus_session(&id, "answered"),
+            EventKind::MESSAGE_RECEIVED => {
+                let who = if ev.party.is_empty() { "customer" } else { ev.party.as_str() };
+                let who = who.to_owned();
+                self.add_transcript(&id, &who, &ev.text);
+            }
+            EventKind::MESSAGE_SENT => self.add_transcript(&id, "agent", &ev.text),
+            _ => {}
+        }
         if is_clear {
             self.finish_call(&id);
         } else if new_offer {
@@ -898,6 +958,7 @@ impl DesktopActor {
     }
 
     fn remove_call(&mut self, id: &RString) {
+        self.close_session(id);
         self.emit_call_simple(EventKind::CALL_REMOVED, id, "");
         if let Some(entry) = self.calls.remove(id) {
             if entry.connector_call_id != *id {
@@ -947,6 +1008,7 @@ impl DesktopActor {
                 }
                 Timer::RingTimeout(id) => self.ring_timeout(&id),
                 Timer::Restart(key) => self.restart(key),
+                Timer::InterceptDeadline(token) => self.intercept_deadline(token),
             }
         }
     }
@@ -1202,6 +1264,10 @@ impl DesktopActor {
             };
             return self.request_agent_state(&source, Some((request_id, reply)), state, false);
         }
+        if matches!(kind, CommandKind::FOCUS_SESSION | CommandKind::PICK_CONTACT) {
+            let result = self.session_command(&command);
+            return self.reply_now(&source, request_id, reply, result);
+        }
         if kind == CommandKind::CLEAR_PENDING_STATE {
             let had = self.agent_pending.take().is_some();
             if had {
@@ -1231,6 +1297,21 @@ impl DesktopActor {
                 )),
             );
         }
+        if kind == CommandKind::SEND_MESSAGE && command.text.len() > self.cfg.max_message_bytes {
+            let err = PluginError::new(
+                ErrorKind::BAD_ARGUMENT,
+                format!(
+                    "message of {} bytes is over the limit of {} bytes",
+                    command.text.len(),
+                    self.cfg.max_message_bytes
+                ),
+            );
+            return self.reply_now(&source, request_id, reply, Err(err));
+        }
+        if kind == CommandKind::SEND_MESSAGE && command.text.trim().is_empty() {
+            let err = PluginError::new(ErrorKind::BAD_ARGUMENT, "an empty message");
+            return self.reply_now(&source, request_id, reply, Err(err));
+        }
         if kind == CommandKind::MAKE_CALL {
             if command.target.trim().is_empty() {
                 return self.reply_now(
@@ -1247,15 +1328,7 @@ impl DesktopActor {
                 Ok(t) => t,
                 Err(e) => return self.reply_now(&source, request_id, reply, Err(e)),
             };
-            return self.dispatch(
-                target,
-                request_id,
-                &source,
-                command,
-                RString::new(),
-                reply,
-                None,
-            );
+            return self.route(target, request_id, &source, command, reply);
         }
         // A call command.
         let Some(entry) = self.find_call(&command) else {
@@ -1304,7 +1377,27 @@ impl DesktopActor {
             );
         }
         let mut cmd = command;
-        cmd.call_id = conn_call_id;
+        cmd.call_id = call_id;
+        let _ = conn_call_id;
+        self.route(connector, request_id, &source, cmd, reply);
+    }
+
+    /// Sends a command (desktop call ids) to its connector: translates the
+    /// ids, moves the work item, dispatches.
+    pub(super) fn send_to_connector(
+        &mut self,
+        connector: usize,
+        request_id: u64,
+        source: &str,
+        command: Command,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+    ) {
+        let kind = command.kind;
+        let call_id = command.call_id.clone();
+        let mut cmd = command;
+        if let Some(e) = self.calls.get(&call_id) {
+            cmd.call_id = e.connector_call_id.clone();
+        }
         if !cmd.other_call_id.is_empty() {
             if let Some(other) = self.calls.get(&cmd.other_call_id) {
                 cmd.other_call_id = other.connector_call_id.clone();
@@ -1322,7 +1415,12 @@ impl DesktopActor {
                 _ => {}
             }
         }
-        self.dispatch(connector, request_id, &source, cmd, call_id, reply, None);
+        if self.has_after(kind) {
+            let mut desktop_cmd = cmd.clone();
+            desktop_cmd.call_id = call_id.clone();
+            self.after_commands.insert(request_id, desktop_cmd);
+        }
+        self.dispatch(connector, request_id, source, cmd, call_id, reply, None);
     }
 
     /// Desktop commands on a call's work item: end or extend wrap-up, set
@@ -1560,6 +1658,9 @@ impl DesktopActor {
     }
 
     fn complete(&mut self, request_id: u64, req: PendingRequest, result: CommandResult) {
+        if let Some(cmd) = self.after_commands.remove(&request_id) {
+            self.notify_after(&req.source, request_id, &cmd, &result);
+        }
         let source = req.source.clone();
         let view = self.calls.get(&req.call_id).map(|e| e.view.clone());
         let connector = rs(&self.connectors[req.connector].name);
@@ -1569,7 +1670,7 @@ impl DesktopActor {
         }
     }
 
-    fn reply_now(
+    pub(super) fn reply_now(
         &mut self,
         source: &str,
         request_id: u64,
@@ -1592,7 +1693,7 @@ impl DesktopActor {
         }
     }
 
-    fn emit_outcome(
+    pub(super) fn emit_outcome(
         &mut self,
         source: &str,
         request_id: u64,
@@ -1681,7 +1782,7 @@ impl DesktopActor {
             seq: self.seq,
             agent: self.agent_view(),
             calls: RVec::from(calls),
-            sessions: RVec::new(),
+            sessions: self.session_list(),
             plugins: RVec::from(plugins),
             reason_codes: self.cfg.reason_codes.iter().map(|s| rs(s)).collect(),
             dispositions: self.cfg.dispositions.iter().map(|s| rs(s)).collect(),

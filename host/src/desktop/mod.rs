@@ -92,6 +92,13 @@ pub enum DesktopMsg {
         /// Why.
         reason: String,
     },
+    /// An interceptor's answer (`token` 0: an After notification's).
+    Verdict {
+        /// The parked command's token.
+        token: u64,
+        /// What the control said.
+        result: Result<cti_plugin_api::Verdict, PluginError>,
+    },
     /// Stop every plugin and end the actor.
     Shutdown,
 }

@@ -128,6 +128,20 @@ pub struct HostedControl {
     pub settings: String,
     /// Where the entry's `library` key is, for load errors.
     pub location: Location,
+    /// The commands this control intercepts.
+    pub intercepts: Vec<Intercept>,
+}
+
+/// One `[[hosted_control.intercept]]`: a control sees a command before,
+/// instead of, or after the connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intercept {
+    /// The command.
+    pub command: cti_plugin_api::CommandKind,
+    /// Before, Replace or After.
+    pub phase: cti_plugin_api::InterceptPhase,
+    /// Order among the interceptors of one command and phase: smaller first.
+    pub priority: i64,
 }
 
 /// `[host]`, checked.
@@ -211,6 +225,8 @@ pub struct DesktopSettings {
     pub wrap_up_seconds: Option<u64>,
     /// An inbound call ringing this long is taken back as Missed (0 = never).
     pub ring_timeout_seconds: u64,
+    /// The largest text message (bytes of UTF-8) sent or shown.
+    pub max_message_bytes: usize,
 }
 
 /// What happens to an inbound interaction that arrives over capacity.
@@ -243,6 +259,138 @@ pub struct Manifest {
     pub desktop: DesktopSettings,
     /// `[[hosted_control]]`, in file order.
     pub hosted_controls: Vec<HostedControl>,
+    /// `[directory]`: the contact directory, if any.
+    pub directory: Option<DirectorySettings>,
+    /// `[[lookup]]` rules, in file order (the first that applies wins).
+    pub lookups: Vec<LookupRule>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySettings {
+    /// The SQLite file (relative paths resolved against the manifest).
+    pub path: PathBuf,
+    /// Country code for national numbers (`1`).
+    pub default_country_code: String,
+}
+
+/// Which field of an interaction a lookup searches with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupField {
+    /// The caller's number or address.
+    Ani,
+    /// The called number or address.
+    Dnis,
+    /// A call-data key.
+    Data(String),
+}
+
+/// What the directory is searched by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupSearch {
+    /// The contact's phone number (normalised).
+    Phone,
+    /// A contact field (a CSV column).
+    Field(String),
+}
+
+/// What a lookup's 0, 1 or N matches turn into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupOutcome {
+    /// A session with a new-contact form.
+    NewContact,
+    /// The matched contact's session.
+    Contact,
+    /// A pick list of the candidates.
+    PickList,
+    /// The first match's session.
+    First,
+    /// A session without a contact.
+    NoContact,
+}
+
+impl LookupOutcome {
+    /// The name shown to controls (`new-contact`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NewContact => "new-contact",
+            Self::Contact => "contact",
+            Self::PickList => "pick-list",
+            Self::First => "first",
+            Self::NoContact => "no-contact",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::NewContact,
+            Self::Contact,
+            Self::PickList,
+            Self::First,
+            Self::NoContact,
+        ]
+        .into_iter()
+        .find(|o| o.name() == s)
+    }
+}
+
+/// One `[[lookup]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRule {
+    /// Its name (for logs), or `lookup N`.
+    pub name: String,
+    /// Only interactions of this channel (None: any).
+    pub channel: Option<String>,
+    /// Only this direction (None: any).
+    pub direction: Option<cti_plugin_api::Direction>,
+    /// Only called numbers matching this glob (`*` any run, `?` one char).
+    pub dnis: Option<String>,
+    /// The interaction's field searched with.
+    pub field: LookupField,
+    /// What it is compared with in the directory.
+    pub search: LookupSearch,
+    /// Outcome of no match.
+    pub on_none: LookupOutcome,
+    /// Outcome of one match.
+    pub on_one: LookupOutcome,
+    /// Outcome of several matches.
+    pub on_many: LookupOutcome,
+}
+
+impl LookupRule {
+    /// Does the rule apply to this interaction?
+    pub fn applies(&self, channel: &str, direction: cti_plugin_api::Direction, dnis: &str) -> bool {
+        self.channel.as_deref().is_none_or(|c| c == channel)
+            && self.direction.is_none_or(|d| d == direction)
+            && self.dnis.as_deref().is_none_or(|g| glob(g, dnis))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// Maps byte offsets to 1-based line and column.
@@ -339,6 +487,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
     let desktop = check_desktop(&mut ck, raw.desktop);
     let mut hosted_controls = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // (command, phase) → (owner, line, priority) of the last claim.
+    type Claims = Vec<(String, usize, i64)>;
+    let mut claims: HashMap<(cti_plugin_api::CommandKind, cti_plugin_api::InterceptPhase), Claims> =
+        HashMap::new();
     for hc in raw.hosted_control {
         let name_span = hc.name.span();
         let name = hc.name.into_inner();
@@ -436,7 +588,67 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
             }
         };
         let location = ck.location(hc.library.span());
+        let mut intercepts = Vec::new();
+        for ic in &hc.intercept {
+            let Some(command) = cti_plugin_api::CommandKind::parse(ic.command.get_ref()) else {
+                ck.error(
+                    Some(ic.command.span()),
+                    format!(
+                        "hosted control \"{name}\": unknown command \"{}\" to intercept",
+                        ic.command.get_ref()
+                    ),
+                );
+                continue;
+            };
+            let Some(phase) = cti_plugin_api::InterceptPhase::parse(ic.phase.get_ref()) else {
+                ck.error(
+                    Some(ic.phase.span()),
+                    format!("hosted control \"{name}\": phase must be \"before\", \"replace\" or \"after\", not \"{}\"", ic.phase.get_ref()),
+                );
+                continue;
+            };
+            if kind == ControlType::Connector {
+                ck.error(
+                    Some(ic.command.span()),
+                    format!("hosted control \"{name}\": only controls intercept commands"),
+                );
+                continue;
+            }
+            let key = (command, phase);
+            let here = ck.index.position(ic.command.span().start).0;
+            let earlier = claims.entry(key).or_default();
+            let clash = if phase == cti_plugin_api::InterceptPhase::REPLACE {
+                earlier.first()
+            } else {
+                earlier
+                    .iter()
+                    .find(|(_, _, p)| *p == *ic.priority.get_ref())
+            };
+            if let Some((owner, line, prio)) = clash {
+                if phase == cti_plugin_api::InterceptPhase::REPLACE {
+                    ck.error(
+                        Some(ic.command.span()),
+                        format!("hosted control \"{name}\": {command} is already replaced by hosted control \"{owner}\" (line {line}); a command has at most one replace owner"),
+                    );
+                    continue;
+                }
+                if *prio == *ic.priority.get_ref() {
+                    ck.error(
+                        Some(ic.priority.span()),
+                        format!("hosted control \"{name}\": {phase} interceptor of {command} has the same priority {prio} as hosted control \"{owner}\" (line {line}); priorities set the order and must differ"),
+                    );
+                    continue;
+                }
+            }
+            earlier.push((name.clone(), here, *ic.priority.get_ref()));
+            intercepts.push(Intercept {
+                command,
+                phase,
+                priority: *ic.priority.get_ref(),
+            });
+        }
         hosted_controls.push(HostedControl {
+            intercepts,
             name,
             kind,
             library,
@@ -454,16 +666,112 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
             location,
         });
     }
+    let directory = raw.directory.map(|d| DirectorySettings {
+        path: {
+            let p = PathBuf::from(expand_vars(&d.path));
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        },
+        default_country_code: d.default_country_code.unwrap_or_default(),
+    });
+    let lookups = raw
+        .lookup
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| check_lookup(&mut ck, i, l))
+        .collect();
     if ck.errors.is_empty() {
         Ok(Manifest {
             path: path.to_path_buf(),
             host,
             desktop,
             hosted_controls,
+            directory,
+            lookups,
         })
     } else {
         Err(ManifestErrors(ck.errors))
     }
+}
+
+fn check_lookup(ck: &mut Checker<'_>, i: usize, l: raw::RawLookup) -> Option<LookupRule> {
+    let name = l.name.unwrap_or_else(|| format!("lookup {}", i + 1));
+    let before = ck.errors.len();
+    let field = match l.field.get_ref().as_str() {
+        "ani" => LookupField::Ani,
+        "dnis" => LookupField::Dnis,
+        other => match other.strip_prefix("data.") {
+            Some(key) if !key.is_empty() => LookupField::Data(key.to_owned()),
+            _ => {
+                ck.error(
+                    Some(l.field.span()),
+                    format!("{name}: unknown field \"{other}\" (use ani, dnis or data.<key>)"),
+                );
+                LookupField::Ani
+            }
+        },
+    };
+    let search = match l.search.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("phone", _)) => LookupSearch::Phone,
+        Some((other, span)) => {
+            match other.strip_prefix("field.") {
+                Some(key) if !key.is_empty() => LookupSearch::Field(key.to_owned()),
+                _ => {
+                    ck.error(
+                    Some(span),
+                    format!("{name}: search must be \"phone\" or \"field.<column>\", not \"{other}\""),
+                );
+                    LookupSearch::Phone
+                }
+            }
+        }
+    };
+    let direction = match l
+        .direction
+        .as_ref()
+        .map(|d| (d.get_ref().as_str(), d.span()))
+    {
+        None | Some(("any", _)) => None,
+        Some(("inbound", _)) => Some(cti_plugin_api::Direction::Inbound),
+        Some(("outbound", _)) => Some(cti_plugin_api::Direction::Outbound),
+        Some((other, span)) => {
+            ck.error(
+                Some(span),
+                format!("{name}: direction must be inbound, outbound or any, not \"{other}\""),
+            );
+            None
+        }
+    };
+    let mut outcome = |v: Option<toml::Spanned<String>>, key: &str, default: LookupOutcome| {
+        match v {
+        None => default,
+        Some(s) => LookupOutcome::parse(s.get_ref()).unwrap_or_else(|| {
+            ck.error(
+                Some(s.span()),
+                format!(
+                    "{name}: {key} must be new-contact, contact, pick-list, first or no-contact, not \"{}\"",
+                    s.get_ref()
+                ),
+            );
+            default
+        }),
+    }
+    };
+    let rule = LookupRule {
+        on_none: outcome(l.on_none, "on_none", LookupOutcome::NewContact),
+        on_one: outcome(l.on_one, "on_one", LookupOutcome::Contact),
+        on_many: outcome(l.on_many, "on_many", LookupOutcome::PickList),
+        name,
+        channel: l.channel,
+        direction,
+        dnis: l.dnis,
+        field,
+        search,
+    };
+    (ck.errors.len() == before).then_some(rule)
 }
 
 fn check_host(ck: &mut Checker<'_>, base: &Path, raw: raw::RawHost) -> HostSettings {
@@ -610,6 +918,7 @@ fn check_desktop(ck: &mut Checker<'_>, raw: raw::RawDesktop) -> DesktopSettings 
         over_capacity,
         wrap_up_seconds: raw.wrap_up_seconds,
         ring_timeout_seconds: raw.ring_timeout_seconds.unwrap_or(0),
+        max_message_bytes: raw.max_message_bytes.unwrap_or(4096).clamp(1, 1 << 20) as usize,
     }
 }
 
@@ -795,6 +1104,35 @@ version = "not-a-req"
         assert!(e.starts_with("dir/m.toml:2:15: log_numbers must be"), "{e}");
         let e = one_error("[[hosted_control]]\nname = \"P\"\ntype = \"control\"\nlibrary = \"x\"\nsha256 = \"abc\"\n");
         assert!(e.contains("sha256 must be 64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn lookup_rules_are_checked() {
+        let m = check(
+            "[directory]\npath = \"c.db\"\ndefault_country_code = \"1\"\n\n[[lookup]]\nfield = \"data.account\"\nsearch = \"field.account\"\ndnis = \"+1800*\"\non_many = \"first\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.directory.unwrap().path, PathBuf::from("dir/c.db"));
+        let r = &m.lookups[0];
+        assert_eq!(r.field, LookupField::Data("account".into()));
+        assert_eq!(r.search, LookupSearch::Field("account".into()));
+        assert_eq!(r.on_many, LookupOutcome::First);
+        assert!(r.applies("voice", cti_plugin_api::Direction::Inbound, "+18005550100"));
+        assert!(!r.applies("voice", cti_plugin_api::Direction::Inbound, "+14255550100"));
+        let e = one_error("[[lookup]]\nfield = \"caller_colour\"\n");
+        assert!(
+            e.starts_with("dir/m.toml:2:9: lookup 1: unknown field \"caller_colour\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("+1800*", "+18005550100"));
+        assert!(glob("*", ""));
+        assert!(glob("+1?00*", "+1800"));
+        assert!(!glob("+1800", "+18005"));
+        assert!(glob("*0100", "+18005550100"));
     }
 
     #[test]

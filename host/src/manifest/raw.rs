@@ -14,6 +14,32 @@ pub struct RawManifest {
     pub desktop: RawDesktop,
     #[serde(default)]
     pub hosted_control: Vec<RawHostedControl>,
+    pub directory: Option<RawDirectory>,
+    #[serde(default)]
+    pub lookup: Vec<RawLookup>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    pub path: String,
+    pub default_country_code: Option<String>,
+}
+
+/// `[[lookup]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub name: Option<String>,
+    pub channel: Option<String>,
+    pub direction: Option<Spanned<String>>,
+    pub dnis: Option<String>,
+    pub field: Spanned<String>,
+    pub search: Option<Spanned<String>>,
+    pub on_none: Option<Spanned<String>>,
+    pub on_one: Option<Spanned<String>>,
+    pub on_many: Option<Spanned<String>>,
 }
 
 /// One directory or a list of them.
@@ -56,6 +82,7 @@ pub struct RawDesktop {
     pub max_concurrent_calls: Option<u32>,
     pub wrap_up_seconds: Option<u64>,
     pub ring_timeout_seconds: Option<u64>,
+    pub max_message_bytes: Option<u64>,
     pub over_capacity: Option<Spanned<String>>,
     pub capacity: Option<std::collections::BTreeMap<String, u32>>,
 }
@@ -76,4 +103,15 @@ pub struct RawHostedControl {
     pub sha256: Option<Spanned<String>>,
     #[serde(default)]
     pub settings: toml::Table,
+    #[serde(default)]
+    pub intercept: Vec<RawIntercept>,
+}
+
+/// `[[hosted_control.intercept]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntercept {
+    pub command: Spanned<String>,
+    pub phase: Spanned<String>,
+    pub priority: Spanned<i64>,
 }

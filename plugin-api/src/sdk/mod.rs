@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     ffi::{
         CallInfo, Capabilities, Command, ConnectorEvent, DesktopEvent, DesktopSnapshot, ErrorKind,
-        HostedInfo, LogLevel, Outcome, PluginError,
+        HostedInfo, InterceptRequest, LogLevel, Outcome, PluginError, Verdict,
     },
     traits::{
         ConnectorApi, ConnectorApi_TO, ConnectorBox, ControlApi, ControlApi_TO, ControlBox,
@@ -118,9 +118,9 @@ impl Host {
 /// with [`Settings::test_mode`]. A connector that supports the test mode
 /// promises, while it is on:
 /// - soon after `start` (within 2 s) it offers an inbound call (`Delivered`
-///   carrying `call`, state `Alerting`) without a real caller, and a second
-///   one once the first is no longer ringing (so `Answer` and `Reject` can
-///   both be exercised); no more after that;
+///   carrying `call`, state `Alerting`) without a real caller; one that
+///   declares `Reject` offers a second once the first is no longer ringing
+///   (so `Answer` and `Reject` can both be exercised); no more after that;
 /// - the far end never hangs up or abandons by itself;
 /// - an outbound call (`MakeCall`) is answered (`Established`) within 2 s,
 ///   and a transfer or consultation target accepts at once;
@@ -182,7 +182,10 @@ impl Settings {
         if table.remove(TEST_MODE_KEY).is_none() {
             return std::borrow::Cow::Borrowed(&self.text);
         }
-        toml::to_string(&table).map_or(std::borrow::Cow::Borrowed(&self.text), std::borrow::Cow::Owned)
+        toml::to_string(&table).map_or(
+            std::borrow::Cow::Borrowed(&self.text),
+            std::borrow::Cow::Owned,
+        )
     }
 }
 
@@ -276,6 +279,18 @@ pub trait Control: Send + 'static {
     /// Reported and otherwise ignored.
     fn stop(&mut self) -> Result<(), PluginError> {
         Ok(())
+    }
+
+    /// A command this control intercepts (declared in the manifest with
+    /// `[[hosted_control.intercept]]`): return `Verdict::proceed()`,
+    /// `Verdict::veto(reason)`, or for the Replace phase
+    /// `Verdict::handled(outcome)`. Since 1.1; defaults to proceed.
+    ///
+    /// # Errors
+    /// An error vetoes a Before command and fails a Replace one.
+    fn intercept(&mut self, request: &InterceptRequest) -> Result<Verdict, PluginError> {
+        let _ = request;
+        Ok(Verdict::proceed())
     }
 }
 
@@ -394,6 +409,9 @@ impl<T: Control> ControlApi for ControlAdapter<T> {
     }
     fn stop(&mut self) -> RResult<(), PluginError> {
         guard(|| self.0.stop())
+    }
+    fn intercept(&mut self, request: &InterceptRequest) -> RResult<Verdict, PluginError> {
+        guard(|| self.0.intercept(request))
     }
 }
 

@@ -3,7 +3,7 @@
 pub use crate::ffi::{
     lookup, AgentState, AgentView, CallInfo, CallView, Capabilities, Command, CommandKind,
     ConnectionModel, ConnectionState, ConnectorEvent, DesktopEvent, DesktopSnapshot, Direction,
-    ErrorKind, EventKind, HostedInfo, KeyValue, LogLevel, Outcome, PluginError, WorkItemView,
+    ErrorKind, EventKind, HostedInfo, KeyValue, LogLevel, Outcome, PluginError, InterceptPhase, InterceptRequest, Verdict, VerdictKind, WorkItemView,
     WorkState,
 };
 pub use crate::sdk::{unsupported, Connector, Control, Host, NewConnector, NewControl, Settings};

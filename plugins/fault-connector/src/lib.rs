@@ -159,7 +159,10 @@ impl NewConnector for FaultConnector {
         if test_mode {
             settings.calls_at_start = settings.calls_at_start.max(1);
         }
-        let claimed = command_set("claim_extra_capabilities", &settings.claim_extra_capabilities)?;
+        let claimed = command_set(
+            "claim_extra_capabilities",
+            &settings.claim_extra_capabilities,
+        )?;
         let hidden = command_set("hide_capabilities", &settings.hide_capabilities)?;
         let bad = |msg: String| PluginError::new(ErrorKind::BAD_SETTINGS, msg);
         let mut panic_in = [false; 5];
@@ -199,7 +202,7 @@ impl FaultConnector {
     fn fault(&mut self, method: usize) {
         self.counts[method] += 1;
         let n = self.counts[method];
-        if self.panic_in[method] && n % self.settings.panic_every == 0 {
+        if self.panic_in[method] && n.checked_rem(self.settings.panic_every) == Some(0) {
             panic!(
                 "fault-connector: injected panic in {} (call {n})",
                 METHODS[method]

@@ -198,13 +198,12 @@ fn flood_raises_triples() {
 
 #[test]
 fn capability_lies_and_test_mode() {
-    let (c, events) = build(
+    let Ok((mut c, events)) = build(
         ConnectionModel::Instance,
         "claim_extra_capabilities = [\"SendDtmf\"]\nhide_capabilities = [\"Hold\"]\nemit_unknown_call = true\ncti_test_mode = true",
-    )
-    .ok()
-    .expect("valid settings");
-    let mut c = c;
+    ) else {
+        panic!("valid settings refused");
+    };
     let caps = c.capabilities();
     assert!(caps.contains(CommandKind::SEND_DTMF));
     assert!(!caps.contains(CommandKind::HOLD));
@@ -213,7 +212,11 @@ fn capability_lies_and_test_mode() {
     let evs = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert_eq!(
         kinds(&evs),
-        [EventKind::LINK_UP, EventKind::DELIVERED, EventKind::ESTABLISHED]
+        [
+            EventKind::LINK_UP,
+            EventKind::DELIVERED,
+            EventKind::ESTABLISHED
+        ]
     );
     assert_eq!(evs[2].call_id.as_str(), "ghost-1");
     let id = evs[1].call_id.to_string();
@@ -224,10 +227,16 @@ fn capability_lies_and_test_mode() {
     let mut dtmf = Command::new(CommandKind::SEND_DTMF, id.as_str());
     dtmf.target = "1".into();
     c.execute(&dtmf).expect("claimed dtmf");
-    assert_eq!(events.lock().unwrap_or_else(|e| e.into_inner()).len(), before);
+    assert_eq!(
+        events.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        before
+    );
     c.execute(&Command::new(CommandKind::HOLD, id.as_str()))
         .expect("hidden hold still works");
-    for bad in ["claim_extra_capabilities = [\"Nope\"]", "hide_capabilities = [\"EndWrapUp\"]"] {
+    for bad in [
+        "claim_extra_capabilities = [\"Nope\"]",
+        "hide_capabilities = [\"EndWrapUp\"]",
+    ] {
         let err = build(ConnectionModel::Instance, bad).err().map(|e| e.kind);
         assert_eq!(err, Some(ErrorKind::BAD_SETTINGS), "{bad}");
     }

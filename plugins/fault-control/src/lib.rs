@@ -9,7 +9,13 @@
 //!   instance saw: `{"instance":N,"events":N,"first_seq":N,"last_seq":N,
 //!   "gaps":N,"resyncs":N,"snapshot_seq":N}` (appended, so every instance of
 //!   a restarted control leaves a line); `gaps` counts places where `seq`
-//!   did not follow the previous one by exactly 1 (resyncs excepted).
+//!   did not follow the previous one by exactly 1 (resyncs excepted);
+//! - `veto` (table command → reason): as a Before interceptor, veto those
+//!   commands with that reason;
+//! - `replace` (list of commands): as the Replace owner, report them handled
+//!   and then submit the same command itself (it reaches the connector);
+//! - `after_log` (string): as an After interceptor, append one JSON line per
+//!   outcome: `{"command":"Hangup","request_id":N,"ok":true,"error":""}`.
 
 use std::{
     io::Write,
@@ -27,12 +33,16 @@ struct FaultSettings {
     slow_ms: u64,
     hang_after: u64,
     summary_path: Option<String>,
+    veto: std::collections::BTreeMap<String, String>,
+    replace: Vec<String>,
+    after_log: Option<String>,
 }
 
 static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 /// The control.
 pub struct FaultControl {
+    host: Host,
     cfg: FaultSettings,
     instance: u64,
     events: u64,
@@ -44,8 +54,9 @@ pub struct FaultControl {
 }
 
 impl NewControl for FaultControl {
-    fn new(_host: Host, settings: Settings) -> Result<Self, PluginError> {
+    fn new(host: Host, settings: Settings) -> Result<Self, PluginError> {
         Ok(Self {
+            host,
             cfg: settings.parse()?,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed) + 1,
             events: 0,
@@ -92,6 +103,43 @@ impl Control for FaultControl {
         self.resyncs += 1;
         self.last_seq = snapshot.seq;
         Ok(())
+    }
+
+    fn intercept(&mut self, request: &InterceptRequest) -> Result<Verdict, PluginError> {
+        let name = request.command.kind.to_string();
+        match request.phase {
+            InterceptPhase::BEFORE => Ok(match self.cfg.veto.get(&name) {
+                Some(reason) => Verdict::veto(reason.as_str()),
+                None => Verdict::proceed(),
+            }),
+            InterceptPhase::REPLACE if self.cfg.replace.contains(&name) => {
+                self.host.submit(request.command.clone())?;
+                Ok(Verdict::handled(Outcome {
+                    call_id: RString::new(),
+                    detail: "handled by fault-control".into(),
+                }))
+            }
+            InterceptPhase::AFTER => {
+                if let Some(path) = &self.cfg.after_log {
+                    let (ok, error) = match &request.error {
+                        ROption::RSome(e) => (false, e.to_string()),
+                        ROption::RNone => (true, String::new()),
+                    };
+                    let line = format!(
+                        "{{\"command\":\"{name}\",\"request_id\":{},\"ok\":{ok},\"error\":{:?}}}\n",
+                        request.request_id, error
+                    );
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| f.write_all(line.as_bytes()))
+                        .map_err(|e| PluginError::new(ErrorKind::INTERNAL, format!("{path}: {e}")))?;
+                }
+                Ok(Verdict::proceed())
+            }
+            _ => Ok(Verdict::proceed()),
+        }
     }
 
     fn stop(&mut self) -> Result<(), PluginError> {

@@ -526,10 +526,11 @@
   /** The command buttons a call allows now. */
   function callButtons(call) {
     const others = Array.from(S.calls.values()).filter((c) => c.call_id !== call.call_id && c.connector === call.connector && isLive(c));
-    const heldOther = others.find((c) => c.state === 'Held');
-    const activeOther = others.find((c) => c.state === 'Connected');
-    // Two-call commands name the held call as call_id and the active one as other_call_id.
-    const pair = call.state === 'Held' ? (activeOther ? [call, activeOther] : null) : heldOther ? [heldOther, call] : null;
+    // Two-call commands name the held call as call_id and the active one as
+    // other_call_id. They are offered on the active call's card (the one
+    // the agent is talking to): "Cancel consult" ends that call and takes
+    // the held one back.
+    const held = call.state === 'Connected' ? others.find((c) => c.state === 'Held') : null;
     const b = [];
     const add = (kind, label, cls, extra, keys) => {
       if (!allows(call, kind)) return;
@@ -541,8 +542,8 @@
     add('Retrieve', 'Retrieve', '', null, 'F8 Alt+O');
     add('Mute', 'Mute', '', null, 'F9 Alt+M');
     add('Unmute', 'Unmute', 'on', null, 'F9 Alt+M');
-    if (pair) {
-      const extra = { call_id: pair[0].call_id, other_call_id: pair[1].call_id };
+    if (held) {
+      const extra = { call_id: held.call_id, other_call_id: call.call_id };
       add('Alternate', 'Swap calls', '', extra);
       add('Conference', 'Conference', '', extra);
       add('CompleteTransfer', 'Complete transfer', '', extra);
@@ -557,7 +558,8 @@
     card.dataset.work = (call.work && call.work.state) || '';
     card.classList.toggle('muted-call', !!call.muted);
     const head = card.querySelector('.call-head');
-    head.querySelector('.dir').textContent = call.direction === 'outbound' ? 'Outbound' : 'Inbound';
+    const consultOf = call.attrs && call.attrs.consult_of;
+    head.querySelector('.dir').textContent = consultOf ? 'Consultation' : call.direction === 'outbound' ? 'Outbound' : 'Inbound';
     const title = head.querySelector('.call-title');
     const t = far(call);
     if (title.textContent !== t) title.textContent = t;
@@ -566,14 +568,12 @@
     const label = wrapping ? 'Wrap-up' : (STATE_LABEL[call.state] || call.state) + (call.muted ? ' · muted' : '');
     if (badge.textContent !== label) badge.textContent = label;
     badge.dataset.state = wrapping ? 'Wrapping' : call.state;
+    // Call time counts from the answer (or the first ring); in wrap-up the
+    // countdown is shown in the wrap-up section instead.
     const timer = head.querySelector('.timer');
-    if (wrapping) {
-      timer.dataset.mode = 'down';
-      timer.dataset.at = call._wrapEnds || '';
-    } else {
-      timer.dataset.mode = 'up';
-      timer.dataset.at = call.answered_ms || call.started_ms || '';
-    }
+    timer.hidden = wrapping || !isLive(call);
+    timer.dataset.mode = 'up';
+    timer.dataset.at = call.answered_ms || call.started_ms || '';
 
     // Details: the other end, the called number, call data, the work item.
     const meta = [];

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn cookies() {
         let hs = ["a=1; cti_web_8480=tok; b=2", "c=3"];
-        assert_eq!(cookie_value(hs.iter().copied(), "cti_web_8480"), Some("tok"));
+        assert_eq!(
+            cookie_value(hs.iter().copied(), "cti_web_8480"),
+            Some("tok")
+        );
         assert_eq!(cookie_value(hs.iter().copied(), "c"), Some("3"));
         assert_eq!(cookie_value(hs.iter().copied(), "cti_web"), None);
         let g = gate("127.0.0.1", &[], &[]);

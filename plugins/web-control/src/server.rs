@@ -74,7 +74,8 @@ pub const APP_JS: &str = include_str!("../assets/app.js");
 pub const APP_CSS: &str = include_str!("../assets/app.css");
 
 /// The Content-Security-Policy of every response.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A wrong token waits this long before the answer (slows guessing).
@@ -492,10 +493,7 @@ async fn run_socket(app: Arc<App>, mut socket: WebSocket) {
     let id = conn.id;
     app.host.log(
         LogLevel::Info,
-        &format!(
-            "a browser tab connected ({} open)",
-            app.hub.client_count()
-        ),
+        &format!("a browser tab connected ({} open)", app.hub.client_count()),
     );
     let why = socket_loop(&app, &mut socket, conn).await;
     app.hub.disconnect(id);

@@ -193,7 +193,10 @@ max_clients = 4
             ("token = \"short\"", "at least 16"),
             ("token = \"has space in the token\"", "token may only"),
             ("token = \"semi;colon-0123456789\"", "token may only"),
-            ("allowed_origins = [\"desk.example.com\"]", "allowed_origins"),
+            (
+                "allowed_origins = [\"desk.example.com\"]",
+                "allowed_origins",
+            ),
             ("allowed_origins = [\"https://x/path\"]", "allowed_origins"),
             ("allowed_hosts = [\"a b\"]", "allowed_hosts"),
             ("max_clients = 0", "max_clients"),

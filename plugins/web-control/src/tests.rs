@@ -277,8 +277,8 @@ fn outcomes_go_to_the_tab_that_asked_even_when_they_overtake_submit() {
     // Routed after the claim.
     hub.claim(a.id, 1, 500);
     hub.on_event(&outcome_event(4, false, 500, "Web"));
-    let r: Value = serde_json::from_str(a.results.try_recv().expect("result for a").as_str())
-        .expect("json");
+    let r: Value =
+        serde_json::from_str(a.results.try_recv().expect("result for a").as_str()).expect("json");
     assert_eq!(r["ref"], 1);
     assert_eq!(r["ok"], false);
     assert_eq!(r["cause"], "InvalidState");
@@ -286,9 +286,12 @@ fn outcomes_go_to_the_tab_that_asked_even_when_they_overtake_submit() {
     // The outcome arrives before `submit` returned: kept, then delivered on claim.
     hub.on_event(&outcome_event(5, true, 501, "Web"));
     hub.claim(b.id, 9, 501);
-    let r: Value = serde_json::from_str(b.results.try_recv().expect("result for b").as_str())
-        .expect("json");
-    assert_eq!((r["ref"].as_u64(), r["ok"].as_bool()), (Some(9), Some(true)));
+    let r: Value =
+        serde_json::from_str(b.results.try_recv().expect("result for b").as_str()).expect("json");
+    assert_eq!(
+        (r["ref"].as_u64(), r["ok"].as_bool()),
+        (Some(9), Some(true))
+    );
     // Another requester's outcome is not kept.
     hub.on_event(&outcome_event(6, true, 502, "ctl"));
     hub.claim(a.id, 2, 502);
@@ -493,9 +496,17 @@ fn upgrade(addr: SocketAddr, origin: &str, cookie: &str) -> Reply {
 fn websocket_upgrades_need_the_cookie_and_the_page_origin() {
     let (mut c, _fake, addr) = started();
     let own = format!("http://{addr}");
-    assert_eq!(upgrade(addr, "http://evil.example", &cookie(addr)).status, 403);
     assert_eq!(
-        upgrade(addr, &format!("http://localhost:{}", addr.port() + 1), &cookie(addr)).status,
+        upgrade(addr, "http://evil.example", &cookie(addr)).status,
+        403
+    );
+    assert_eq!(
+        upgrade(
+            addr,
+            &format!("http://localhost:{}", addr.port() + 1),
+            &cookie(addr)
+        )
+        .status,
         403
     );
     assert_eq!(upgrade(addr, &own, "").status, 401);
@@ -616,9 +627,15 @@ fn a_tab_gets_the_desktop_events_and_the_results_of_its_commands() {
     assert_eq!(result["text"], "Answer is not allowed");
 
     // A bad command is answered without reaching the desktop.
-    rt.block_on(ws_send(&mut ws, r#"{"op":"command","ref":8,"command":{"kind":"Fly"}}"#));
+    rt.block_on(ws_send(
+        &mut ws,
+        r#"{"op":"command","ref":8,"command":{"kind":"Fly"}}"#,
+    ));
     let bad = rt.block_on(next_json(&mut ws));
-    assert_eq!((bad["ref"].as_u64(), bad["cause"].as_str()), (Some(8), Some("BadRequest")));
+    assert_eq!(
+        (bad["ref"].as_u64(), bad["cause"].as_str()),
+        (Some(8), Some("BadRequest"))
+    );
     assert_eq!(fake.submitted.lock().expect("lock").len(), 1);
 
     // A reconnecting tab (a page reload) gets the call from the snapshot.
