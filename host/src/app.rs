@@ -226,8 +226,9 @@ pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
     );
     let directory = match &m.directory {
         Some(d) => Some(
-            crate::directory::Directory::open(&d.path, &d.default_country_code)
-                .map_err(|e| SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())]))?,
+            crate::directory::Directory::open(&d.path, &d.default_country_code).map_err(|e| {
+                SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())])
+            })?,
         ),
         None => None,
     };

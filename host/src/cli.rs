@@ -398,7 +398,7 @@ fn inspect(library: &std::path::Path, as_json: bool) -> ExitCode {
             "kinds": m.kinds.names(),
             "api_version": m.api_version.to_string(),
             "capabilities": caps,
-            "sha256": lib.sha256,
+            "sha256": lib.sha256().unwrap_or_default(),
         });
         println!("{v}");
     } else {
@@ -420,7 +420,7 @@ fn inspect(library: &std::path::Path, as_json: bool) -> ExitCode {
                 caps.join(", ")
             }
         );
-        println!("sha256:       {}", lib.sha256);
+        println!("sha256:       {}", lib.sha256().unwrap_or_default());
     }
     ExitCode::SUCCESS
 }
@@ -727,13 +727,15 @@ pub struct DbArgs {
 /// The directory file and default country code of a manifest's `[directory]`.
 fn db_from_manifest(path: &std::path::Path) -> Result<(PathBuf, String), String> {
     let manifest = crate::manifest::load(path).map_err(|e| e.to_string())?;
-    // The `[directory]` section (path relative to the manifest's folder,
-    // default_country_code) comes with the lookup rules.
-    let _ = manifest;
-    Err(format!(
-        "{}: no [directory] section: give the contact directory with --db PATH",
-        path.display()
-    ))
+    manifest
+        .directory
+        .map(|d| (d.path, d.default_country_code))
+        .ok_or_else(|| {
+            format!(
+                "{}: no [directory] section (path = \"contacts.db\"): add one or give the file with --db PATH",
+                path.display()
+            )
+        })
 }
 
 fn open_directory(args: &DbArgs) -> Result<crate::directory::Directory, String> {

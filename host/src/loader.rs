@@ -93,8 +93,9 @@ pub struct Library {
     pub meta: PluginMeta,
     /// Its root module.
     pub module: PluginModRef,
-    /// The SHA-256 of the bytes that were opened (lowercase hex).
-    pub sha256: String,
+    /// The SHA-256 of the bytes that were opened (lowercase hex), when a
+    /// pin asked for it (see [`Library::sha256`] for the digest on demand).
+    pub pinned_sha256: Option<String>,
 }
 
 impl fmt::Debug for Library {
@@ -372,9 +373,10 @@ pub fn load_with(path: &Path, shadow: &ShadowDir, trust: &Trust) -> Result<Libra
 
 fn load_copy(path: &Path, copy: &Path, pin: Option<&str>) -> Result<Library, LoadError> {
     let bytes = std::fs::read(copy).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
-    let sha256 = sha256_hex(&bytes);
-    if let Some(want) = pin {
-        if !want.eq_ignore_ascii_case(&sha256) {
+    // Hashing tens of MB costs a debug build a second: only for a pin.
+    let pinned_sha256 = pin.map(|_| sha256_hex(&bytes));
+    if let (Some(want), Some(sha256)) = (pin, &pinned_sha256) {
+        if !want.eq_ignore_ascii_case(sha256) {
             return Err(refuse(
                 path,
                 format!(
@@ -388,9 +390,7 @@ fn load_copy(path: &Path, copy: &Path, pin: Option<&str>) -> Result<Library, Loa
     drop(bytes);
 
     let header = lib_header_from_path(copy).map_err(|e| refuse(path, describe(&e)))?;
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| refuse(path, describe(&e)))?;
+    let module = init_module(header).map_err(|e| refuse(path, describe(&e)))?;
     let info = (module.info())();
     let api_version = semver::Version::parse(info.api_version.as_str()).map_err(|e| {
         refuse(
@@ -428,8 +428,22 @@ fn load_copy(path: &Path, copy: &Path, pin: Option<&str>) -> Result<Library, Loa
             capabilities: info.capabilities,
         },
         module,
-        sha256,
+        pinned_sha256,
     })
+}
+
+impl Library {
+    /// The SHA-256 of the bytes that were opened (the private copy),
+    /// lowercase hex: the value a manifest's `sha256` pins.
+    ///
+    /// # Errors
+    /// When the private copy cannot be read.
+    pub fn sha256(&self) -> std::io::Result<String> {
+        match &self.pinned_sha256 {
+            Some(h) => Ok(h.clone()),
+            None => std::fs::read(&self.loaded_from).map(|b| sha256_hex(&b)),
+        }
+    }
 }
 
 /// The SHA-256 of `bytes`, lowercase hex.
@@ -516,6 +530,63 @@ fn insecure(p: &Path, what: &str, owner: u32, mode: u32, uid: u32) -> Option<Str
     ))
 }
 
+/// Checks a library's root module and returns it.
+///
+/// abi_stable's own check lets a library be *newer* than the host (a prefix
+/// type — a vtable, the root module — may have more fields than the host
+/// knows). CTI Host promises the other direction too: a plugin built against
+/// plugin-api 1.x loads in a 1.y host (y ≥ x), although the host's vtables
+/// then have methods the plugin's lack. So when the normal check fails for a
+/// plugin of an older minor version, its layout is checked in reverse (the
+/// plugin's interface against the host's implementation), which accepts
+/// exactly "the host's prefix types extend the plugin's" and checks
+/// everything else as strictly as before.
+fn init_module(
+    header: &'static abi_stable::library::LibHeader,
+) -> Result<PluginModRef, LibraryError> {
+    use abi_stable::{
+        abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals},
+        StableAbi,
+    };
+    let strict = header.init_root_module::<PluginModRef>();
+    let Err(LibraryError::AbiInstability(_)) = &strict else {
+        return strict;
+    };
+    let plugin_version = abi_stable::sabi_types::VersionNumber::new(header.version_strings());
+    let host = host_api_version();
+    let older = plugin_version
+        .as_ref()
+        .is_ok_and(|v| u64::from(v.major) == host.major && u64::from(v.minor) < host.minor);
+    let Some(plugin_layout) = header.layout() else {
+        return strict;
+    };
+    if !older {
+        return strict;
+    }
+    // Private globals: abi_stable's process-wide map of prefix types must
+    // keep describing the host's (longer) vtables for the strict checks of
+    // the libraries that load after this one.
+    let globals = CheckingGlobals::new();
+    if check_layout_compatibility_with_globals(
+        plugin_layout,
+        <PluginModRef as StableAbi>::LAYOUT,
+        &globals,
+    )
+    .is_err()
+    {
+        return strict;
+    }
+    // SAFETY: the library's root-module layout was checked against the
+    // host's in reverse just above: every type matches exactly except that
+    // the host's prefix types (vtables, root module) may have fields the
+    // library's lack. Those fields come after each type's
+    // `last_prefix_field`, and abi_stable's generated accessors check the
+    // field count recorded in the library's own prefix metadata before
+    // touching one (a trait method then falls back to its default body), so
+    // the host never reads past what the library provides.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+}
+
 /// The host's plugin-api version.
 pub fn host_api_version() -> semver::Version {
     semver::Version::parse(API_VERSION).unwrap_or_else(|_| semver::Version::new(1, 0, 0))
@@ -575,7 +646,7 @@ fn describe(e: &LibraryError) -> String {
         LibraryError::ParseVersionError(err) => format!("bad version strings in the library: {err}"),
         LibraryError::AbiInstability(err) => format!(
             "incompatible plugin ABI (the layout of the plugin's types differs from the host's): {}",
-            first_lines(&err.to_string(), 6)
+            abi_error_summary(&err.to_string())
         ),
         LibraryError::InvalidAbiHeader(h) => format!(
             "built with an incompatible abi_stable (header {h:?}); rebuild against cti-plugin-api {}",
@@ -586,6 +657,36 @@ fn describe(e: &LibraryError) -> String {
         }
         LibraryError::RootModule { err, .. } => format!("the plugin's root module failed: {err}"),
         LibraryError::Many(errs) => errs.iter().map(describe).collect::<Vec<_>>().join("; "),
+    }
+}
+
+/// The gist of abi_stable's (very long) layout error: the innermost types
+/// compared and the error lines.
+fn abi_error_summary(s: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let lines: Vec<&str> = s.lines().map(str::trim).collect();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(e) = l.strip_prefix("Error:") {
+            let detail: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take(4)
+                .copied()
+                .filter(|x| !x.is_empty())
+                .collect();
+            out.push(format!("{e} ({})", detail.join(" ")));
+        }
+    }
+    let types: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("type:"))
+        .collect();
+    if let Some(last) = types.last() {
+        out.push(format!("in {last}"));
+    }
+    if out.is_empty() {
+        first_lines(s, 6)
+    } else {
+        out.join("; ")
     }
 }
 

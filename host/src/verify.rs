@@ -345,7 +345,7 @@ pub fn run(library: &Path, settings: &str, limits: &Limits, model: ConnectionMod
         }
     };
     report.plugin = Some(format!("{} {}", lib.meta.name, lib.meta.version));
-    report.sha256 = Some(lib.sha256.clone());
+    report.sha256 = lib.sha256().ok();
     report.pass(
         "library loads",
         format!(

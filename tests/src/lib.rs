@@ -542,6 +542,43 @@ pub fn build_plugin_variant(crate_dir: &str, lib: &str, version: &str) -> PathBu
     kept
 }
 
+/// Builds (cached in `target/fixtures`) `tests/fixtures/compat-plugin`, a
+/// connector and control written against the frozen cti-plugin-api 1.0.0
+/// in `tests/fixtures/plugin-api-1.0.0`: a plugin "built before" every later
+/// plugin-api change. Returns the library path.
+pub fn build_compat_plugin() -> PathBuf {
+    let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = workspace();
+    let root = ws.join("target").join("fixtures").join("compat-1_0_0");
+    for dir in ["plugin-api-1.0.0", "compat-plugin"] {
+        let from = ws.join("tests").join("fixtures").join(dir);
+        copy_dir(&from.join("src"), &root.join(dir).join("src"));
+        let toml = fs::read_to_string(from.join("Cargo.toml")).expect("fixture manifest");
+        write_if_changed(&root.join(dir).join("Cargo.toml"), &toml);
+    }
+    write_if_changed(
+        &root.join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"plugin-api-1.0.0\", \"compat-plugin\"]\n",
+    );
+    if !root.join("Cargo.lock").exists() {
+        fs::copy(ws.join("Cargo.lock"), root.join("Cargo.lock")).expect("copy Cargo.lock");
+    }
+    let target = ws.join("target").join("fixtures").join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--offline", "-p", "compat-plugin"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building the plugin-api 1.0.0 compatibility fixture failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug").join("libcompat_plugin.so")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("mkdir");
     for e in fs::read_dir(from).expect("read_dir") {

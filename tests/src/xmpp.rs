@@ -185,10 +185,19 @@ VirtualHost "{DOMAIN}"
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s).
     pub fn stop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+    }
+
+    /// Kills the server at once (a crash: no goodbye to anyone).
+    pub fn kill(&mut self) {
+        self.stop_with(libc::SIGKILL);
+    }
+
+    fn stop_with(&mut self, signal: i32) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        crate::send_signal(child.id(), libc::SIGTERM);
+        crate::send_signal(child.id(), signal);
         let deadline = Instant::now() + Duration::from_secs(5);
         while child.try_wait().ok().flatten().is_none() {
             if Instant::now() > deadline {

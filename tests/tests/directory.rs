@@ -222,7 +222,6 @@ fn neither_db_nor_manifest_is_a_usage_error() {
 }
 
 #[test]
-#[ignore = "needs the manifest's [directory] section"]
 fn manifest_names_the_directory() {
     let s = Scratch::new();
     let csv = s.write("contacts.csv", CSV);
@@ -243,4 +242,14 @@ fn manifest_names_the_directory() {
         "--json",
     ]);
     assert_eq!(ids(&found), ["1"]);
+
+    // A manifest without [directory] says so.
+    let bare = s.manifest("bare.toml", "[desktop]\nagent_id = \"a1\"\n");
+    let o = run_cli(&["contacts", "list", "--manifest", bare.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bare.toml: no [directory] section"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -40,7 +40,13 @@ fn desktop(extra_controls: &str, scenario: &str) -> Host {
     let scratch = Scratch::new();
     let csv = scratch.write("contacts.csv", CONTACTS);
     let db = scratch.path("contacts.db");
-    let o = run_cli(&["contacts", "import", csv.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    let o = run_cli(&[
+        "contacts",
+        "import",
+        csv.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     scratch.write("scenario.toml", scenario);
     let manifest = format!(
@@ -94,7 +100,10 @@ fn lookup_outcomes_open_the_right_sessions() {
     let mut host = desktop("", CALLS);
     let known = resolved(&host, "scn-known");
     assert_eq!(s(&known, "cause"), "contact");
-    assert_eq!(known["session"]["contact"]["name"], "Ada Lovelace", "{known}");
+    assert_eq!(
+        known["session"]["contact"]["name"], "Ada Lovelace",
+        "{known}"
+    );
     assert_eq!(known["session"]["contact"]["fields"]["account"], "A-1");
     let unknown = resolved(&host, "scn-unknown");
     assert_eq!(s(&unknown, "cause"), "new-contact");
@@ -109,9 +118,14 @@ fn lookup_outcomes_open_the_right_sessions() {
         .collect();
     assert_eq!(names, ["Bob Shared", "Carol Shared"]);
     // The agent picks one.
-    host.ctl_ok(&["raw", r#"{"kind":"PickContact","call_id":"scn-shared","target":"c3"}"#]);
+    host.ctl_ok(&[
+        "raw",
+        r#"{"kind":"PickContact","call_id":"scn-shared","target":"c3"}"#,
+    ]);
     let picked = host.wait_event("the pick", |e| {
-        s(e, "event") == "LookupResolved" && s(e, "call_id") == "scn-shared" && s(e, "text") == "picked by the agent"
+        s(e, "event") == "LookupResolved"
+            && s(e, "call_id") == "scn-shared"
+            && s(e, "text") == "picked by the agent"
     });
     assert_eq!(picked["session"]["contact"]["name"], "Carol Shared");
     // Each lookup was requested before it was resolved, after the call rang.
@@ -121,10 +135,24 @@ fn lookup_outcomes_open_the_right_sessions() {
             .iter()
             .filter(|e| s(e, "call_id") == call)
             .map(|e| s(e, "event"))
-            .filter(|k| matches!(*k, "Delivered" | "LookupRequested" | "LookupResolved" | "SessionOpened"))
+            .filter(|k| {
+                matches!(
+                    *k,
+                    "Delivered" | "LookupRequested" | "LookupResolved" | "SessionOpened"
+                )
+            })
             .take(4)
             .collect();
-        assert_eq!(order, ["Delivered", "LookupRequested", "LookupResolved", "SessionOpened"], "{call}");
+        assert_eq!(
+            order,
+            [
+                "Delivered",
+                "LookupRequested",
+                "LookupResolved",
+                "SessionOpened"
+            ],
+            "{call}"
+        );
     }
     assert!(host.stop().success());
 }
@@ -138,7 +166,10 @@ fn concurrent_calls_keep_their_own_sessions_and_focus_follows_the_agent() {
     let calls: Vec<&str> = sessions.iter().map(|x| s(x, "call_id")).collect();
     assert_eq!(calls, ["scn-known", "scn-unknown", "scn-shared"]);
     assert_eq!(sessions.iter().filter(|x| x["focused"] == true).count(), 1);
-    assert_eq!(sessions[0]["focused"], true, "the first session has the focus");
+    assert_eq!(
+        sessions[0]["focused"], true,
+        "the first session has the focus"
+    );
     // Answering a call focuses its session.
     host.ctl_ok(&["answer", "scn-unknown"]);
     host.wait_event("focus on the answered call", |e| {
@@ -146,7 +177,9 @@ fn concurrent_calls_keep_their_own_sessions_and_focus_follows_the_agent() {
     });
     // The agent switches focus.
     host.ctl_ok(&["raw", r#"{"kind":"FocusSession","call_id":"scn-known"}"#]);
-    host.wait_event("focus switched", |e| s(e, "event") == "SessionFocused" && s(e, "call_id") == "scn-known");
+    host.wait_event("focus switched", |e| {
+        s(e, "event") == "SessionFocused" && s(e, "call_id") == "scn-known"
+    });
     // A session closes when its work item completes.
     host.ctl_ok(&["hangup", "scn-unknown"]);
     let closed = host.wait_event("session closed", |e| {
@@ -194,18 +227,36 @@ fn interceptors_veto_replace_and_observe_commands() {
     // Before: Guard vetoes a transfer; the reason reaches the controls.
     let o = host.ctl(&["transfer", "scn-known", "+15550009999"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("Refused: vetoed by Guard: Transfers need a supervisor's approval"), "{}", stderr(&o));
-    let failed = host.wait_event("the veto", |e| s(e, "event") == "CommandFailed" && s(e, "cause") == "Refused");
-    assert_eq!(s(&failed, "text"), "vetoed by Guard: Transfers need a supervisor's approval");
+    assert!(
+        stderr(&o).contains("Refused: vetoed by Guard: Transfers need a supervisor's approval"),
+        "{}",
+        stderr(&o)
+    );
+    let failed = host.wait_event("the veto", |e| {
+        s(e, "event") == "CommandFailed" && s(e, "cause") == "Refused"
+    });
+    assert_eq!(
+        s(&failed, "text"),
+        "vetoed by Guard: Transfers need a supervisor's approval"
+    );
     let calls: Value = serde_json::from_str(&host.ctl_ok(&["calls", "--json"])).unwrap();
-    assert_eq!(calls[0]["state"], "Connected", "the transfer never reached the phone");
+    assert_eq!(
+        calls[0]["state"], "Connected",
+        "the transfer never reached the phone"
+    );
     // After: Guard sees the outcome of Hold.
     host.ctl_ok(&["hold", "scn-known"]);
     host.wait_event("Held", |e| s(e, "event") == "Held");
     let log = host.scratch.path("after.jsonl");
-    host.wait_until("the after-interceptor saw Hold", std::time::Duration::from_secs(10), || {
-        read_jsonl(&log).iter().any(|l| s(l, "command") == "Hold" && l["ok"] == true)
-    });
+    host.wait_until(
+        "the after-interceptor saw Hold",
+        std::time::Duration::from_secs(10),
+        || {
+            read_jsonl(&log)
+                .iter()
+                .any(|l| s(l, "command") == "Hold" && l["ok"] == true)
+        },
+    );
     assert!(host.stop().success());
 }
 
@@ -244,7 +295,10 @@ priority = 2
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     let file = m.display().to_string();
-    assert!(e.contains(&format!("{file}:6:9: lookup 1: unknown field \"colour\"")), "{e}");
+    assert!(
+        e.contains(&format!("{file}:6:9: lookup 1: unknown field \"colour\"")),
+        "{e}"
+    );
     assert!(
         e.contains(&format!(
             "{file}:22:11: hosted control \"B\": Answer is already replaced by hosted control \"A\" (line 13)"
@@ -256,7 +310,10 @@ priority = 2
 #[test]
 fn a_corrupt_directory_is_a_clear_startup_error() {
     let scratch = Scratch::new();
-    scratch.write("contacts.db", "this is not a database, just text that is long enough to look like a header....");
+    scratch.write(
+        "contacts.db",
+        "this is not a database, just text that is long enough to look like a header....",
+    );
     let m = scratch.manifest(
         "m.toml",
         r#"
@@ -270,6 +327,9 @@ path = "contacts.db"
     let o = run_cli(&["run", m.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let e = stderr(&o);
-    assert!(e.contains("[directory]") && e.contains("contacts.db"), "{e}");
+    assert!(
+        e.contains("[directory]") && e.contains("contacts.db"),
+        "{e}"
+    );
     assert_eq!(e.lines().count(), 1, "{e}");
 }

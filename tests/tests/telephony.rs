@@ -149,7 +149,10 @@ fn an_inbound_call_rings_is_answered_held_retrieved_and_hung_up_by_the_agent() {
         .find(|e| is(e, "Delivered", &id))
         .expect("Delivered");
     assert_eq!(s(&d["call"], "dnis"), "1001", "{d}");
-    assert!(s(&d["call"]["data"], "peer_uri").starts_with("sip:+15551230001@"), "{d}");
+    assert!(
+        s(&d["call"]["data"], "peer_uri").starts_with("sip:+15551230001@"),
+        "{d}"
+    );
     let allowed: Vec<&str> = d["call"]["allowed"]
         .as_array()
         .expect("allowed")
@@ -184,11 +187,17 @@ fn an_inbound_call_rings_is_answered_held_retrieved_and_hung_up_by_the_agent() {
     // What the caller saw: the answer, a hold and a resume re-INVITE, the BYE.
     let rx = sipp.received();
     assert!(
-        rx.iter().any(|m| m.is_response(200) && m.cseq_method() == "INVITE"),
+        rx.iter()
+            .any(|m| m.is_response(200) && m.cseq_method() == "INVITE"),
         "no 200 for the INVITE\n{}",
         sipp.report()
     );
-    assert_eq!(reinvite_directions(&sipp), ["sendonly", "sendrecv"], "{}", sipp.report());
+    assert_eq!(
+        reinvite_directions(&sipp),
+        ["sendonly", "sendrecv"],
+        "{}",
+        sipp.report()
+    );
     assert!(rx.iter().any(|m| m.is_request("BYE")), "{}", sipp.report());
     assert!(host.stop().success(), "{}", host.log_text());
     eprintln!("inbound call test: {:?}", t0.elapsed());
@@ -290,14 +299,29 @@ fn a_call_made_from_the_desktop_reaches_a_sipp_uas() {
     );
     let rx = uas.received();
     let invite = rx.iter().find(|m| m.is_request("INVITE")).expect("INVITE");
-    assert!(invite.first_line.starts_with("INVITE sip:bob@127.0.0.1:"), "{}", invite.first_line);
-    assert_eq!(invite.call_id(), id, "the desktop's call id is the SIP Call-ID");
+    assert!(
+        invite.first_line.starts_with("INVITE sip:bob@127.0.0.1:"),
+        "{}",
+        invite.first_line
+    );
+    assert_eq!(
+        invite.call_id(),
+        id,
+        "the desktop's call id is the SIP Call-ID"
+    );
     assert!(rx.iter().any(|m| m.is_request("BYE")), "{}", uas.report());
 
     // A busy callee fails the call with cause Busy.
-    let mut busy = Sipp::scenario(&lab, "busy", "uas_busy.xml").calls(1).start();
+    let mut busy = Sipp::scenario(&lab, "busy", "uas_busy.xml")
+        .calls(1)
+        .start();
     let out = host.ctl_ok(&["dial", &busy.uri("carol")]);
-    let id = out.split_whitespace().nth(2).unwrap_or("").trim_end_matches(':').to_owned();
+    let id = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .trim_end_matches(':')
+        .to_owned();
     let f = host.wait_event("Failed", |e| is(e, "Failed", &id));
     assert_eq!(s(&f, "cause"), "Busy", "{f}");
     assert!(s(&f, "text").starts_with("486"), "{f}");
@@ -330,9 +354,11 @@ fn a_blind_transfer_moves_the_caller_to_a_third_party() {
     // The customer is told to call the third party and does.
     let refer = cust.wait_type("TRANSFER", Duration::from_secs(10));
     assert_eq!(s(&refer, "param"), target, "{refer}");
-    let moved = cust.wait_event("the customer's call to the third party", Duration::from_secs(10), |v| {
-        v["type"] == "CALL_ESTABLISHED" && s(v, "peeruri") == target
-    });
+    let moved = cust.wait_event(
+        "the customer's call to the third party",
+        Duration::from_secs(10),
+        |v| v["type"] == "CALL_ESTABLISHED" && s(v, "peeruri") == target,
+    );
     // The agent's call ends as transferred.
     let tr = host.wait_event("Transferred", |e| is(e, "Transferred", &id));
     assert_eq!(s(&tr, "text"), target, "{tr}");
@@ -481,8 +507,18 @@ fn two_concurrent_calls_are_tracked_separately() {
     );
     // On the wire: B was held and resumed; A — answered while baresip had it
     // marked held — was resumed right after it connected.
-    assert_eq!(reinvite_directions(&second), ["sendonly", "sendrecv"], "{}", second.report());
-    assert_eq!(reinvite_directions(&first), ["sendrecv"], "{}", first.report());
+    assert_eq!(
+        reinvite_directions(&second),
+        ["sendonly", "sendrecv"],
+        "{}",
+        second.report()
+    );
+    assert_eq!(
+        reinvite_directions(&first),
+        ["sendrecv"],
+        "{}",
+        first.report()
+    );
     assert!(host.stop().success());
 }
 
@@ -545,7 +581,11 @@ fn baresip_killed_mid_call_disconnects_then_reconnects_and_resyncs() {
         statuses.windows(2).all(|w| w[0] != w[1]),
         "one status event per change: {statuses:?}"
     );
-    assert_eq!(statuses.last().map(String::as_str), Some("Connected"), "{statuses:?}");
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("Connected"),
+        "{statuses:?}"
+    );
     assert!(host.stop().success());
 }
 
@@ -564,7 +604,10 @@ fn a_call_beyond_max_concurrent_calls_is_rejected() {
     let lab = Lab::new();
     let kam = Kamailio::start(&lab);
     let agent = Baresip::start(&lab, "agent", BaresipOpts::agent("1001", Some(&kam)));
-    let mut host = desktop(&agent, "max_concurrent_calls = 1\nover_capacity = \"reject\"");
+    let mut host = desktop(
+        &agent,
+        "max_concurrent_calls = 1\nover_capacity = \"reject\"",
+    );
     let mut first = caller(&lab, "first", &kam.domain(), "1001", "+15551230041");
     let a = rings(&host, "+15551230041");
     host.ctl_ok(&["answer", &a]);
@@ -577,7 +620,9 @@ fn a_call_beyond_max_concurrent_calls_is_rejected() {
         .calls(1)
         .start();
     let b = rings(&host, "+15551230042");
-    let cc = host.wait_event("the extra call rejected", |e| is(e, "ConnectionCleared", &b));
+    let cc = host.wait_event("the extra call rejected", |e| {
+        is(e, "ConnectionCleared", &b)
+    });
     assert_eq!(s(&cc, "cause"), "CallRejected", "{cc}");
     host.wait_event("CallCleared", |e| is(e, "CallCleared", &b));
     let work = host.wait_event("the work item", |e| is(e, "WorkItem", &b));

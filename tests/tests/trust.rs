@@ -412,7 +412,8 @@ path = "{recorder}"
     std::thread::sleep(Duration::from_millis(300));
     assert!(host.stop().success());
     let log = host.log_text();
-    assert!(!log.is_empty());
+    // The log does cover the call (its id), just not the numbers.
+    assert!(log.contains("new call") && log.contains(&id), "{log}");
     for number in [ani.as_str(), "+12068675309", &ani[1..], "12068675309"] {
         assert!(
             !log.contains(number),

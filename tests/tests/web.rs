@@ -43,7 +43,8 @@ calls_per_minute = 0
 first_call_after_ms = 200
 max_calls = 1
 talk_time_secs = [0.0, 0.0]
-call_data = {{ queue = "Support", language = "en", account = "A-20417" }}
+seed = 20417
+call_data = {{ queue = "Support", language = "en" }}
 
 [[hosted_control]]
 name = "Recorder"
@@ -188,6 +189,7 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     let delivered = host.wait_event("the simulated call", |e| s(e, "event") == "Delivered");
     let id = s(&delivered, "call_id").to_owned();
     let ani = s(&delivered["call"], "ani").to_owned();
+    println!("ANI {ani}");
     let card = format!("article.call[data-call-id='{id}']");
     browser.wait_for(&format!("{card}[data-state='Alerting']"));
     browser.wait_text(&format!("{card} .call-title"), &ani);

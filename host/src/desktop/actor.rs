@@ -535,8 +535,10 @@ impl DesktopActor {
 
     fn on_call_event(&mut self, connector: usize, ev: ConnectorEvent) {
         let mut ev = ev;
-        if matches!(ev.kind, EventKind::MESSAGE_RECEIVED | EventKind::MESSAGE_SENT)
-            && ev.text.len() > self.cfg.max_message_bytes
+        if matches!(
+            ev.kind,
+            EventKind::MESSAGE_RECEIVED | EventKind::MESSAGE_SENT
+        ) && ev.text.len() > self.cfg.max_message_bytes
         {
             // Cut at a character boundary; the controls see that it was cut.
             let mut end = self.cfg.max_message_bytes;
@@ -645,7 +647,11 @@ impl DesktopActor {
             _ if created => self.open_session(&id),
             EventKind::ESTABLISHED => self.focus_session(&id, "answered"),
             EventKind::MESSAGE_RECEIVED => {
-                let who = if ev.party.is_empty() { "customer" } else { ev.party.as_str() };
+                let who = if ev.party.is_empty() {
+                    "customer"
+                } else {
+                    ev.party.as_str()
+                };
                 let who = who.to_owned();
                 self.add_transcript(&id, &who, &ev.text);
             }

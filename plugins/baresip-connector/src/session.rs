@@ -487,8 +487,14 @@ impl Session {
         }
     }
 
+    /// Follow-up work, when no command is waiting (commands go first: an
+    /// answer should not queue behind a resync).
     fn run_tasks(&mut self) {
-        while self.conn.is_some() && self.link == Link::Up && !self.stopping {
+        while self.conn.is_some()
+            && self.link == Link::Up
+            && !self.stopping
+            && self.req_rx.is_empty()
+        {
             let Some(task) = self.tasks.pop_front() else {
                 return;
             };
@@ -499,38 +505,74 @@ impl Session {
         }
     }
 
-    /// One request and its reply; everything else that arrives meanwhile is
-    /// handled in order.
+    /// One request and its reply.
     fn request(
         &mut self,
         command: &str,
         params: Option<&str>,
         deadline: Instant,
     ) -> Result<Response, PluginError> {
+        let mut r = self.batch(&[(command, params)], deadline)?;
+        Ok(r.remove(0))
+    }
+
+    /// Sends requests in one write and returns their replies in order;
+    /// every other message that arrives meanwhile is handled in order.
+    ///
+    /// baresip handles all the netstrings of one TCP segment in one go, with
+    /// no SIP message in between — so `callfind X` + `accept` sent together
+    /// cannot be split by a new call that would become baresip's "current
+    /// call" (and be answered instead of X). Batches stay far below one
+    /// segment.
+    fn batch(
+        &mut self,
+        reqs: &[(&str, Option<&str>)],
+        deadline: Instant,
+    ) -> Result<Vec<Response>, PluginError> {
         let lost = || err(ErrorKind::LINK_DOWN, "the connection to baresip was lost");
         let Some(conn) = &mut self.conn else {
             return Err(err(ErrorKind::LINK_DOWN, "not connected to baresip"));
         };
-        self.token += 1;
-        let token = format!("cti-{}", self.token);
-        let frame = netstring::encode(&proto::request(command, params, &token));
-        if let Err(e) = conn.stream.write_all(&frame) {
+        let mut frames = Vec::new();
+        let mut tokens = Vec::with_capacity(reqs.len());
+        for (command, params) in reqs {
+            self.token += 1;
+            let token = format!("cti-{}", self.token);
+            frames.extend(netstring::encode(&proto::request(command, *params, &token)));
+            tokens.push(token);
+        }
+        if let Err(e) = conn.stream.write_all(&frames) {
             self.drop_conn(&format!("write failed: {e}"));
             return Err(lost());
         }
         let rx = conn.rx.clone();
         let stop_rx = self.stop_rx.clone();
-        loop {
+        let mut replies: Vec<Option<Response>> = vec![None; reqs.len()];
+        let mut missing = reqs.len();
+        while missing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let which = reqs
+                    .iter()
+                    .zip(&replies)
+                    .find(|(_, r)| r.is_none())
+                    .map_or("", |((c, _), _)| *c);
                 return Err(err(
                     ErrorKind::TIMEOUT,
-                    format!("baresip did not answer `{command}` in time"),
+                    format!("baresip did not answer `{which}` in time"),
                 ));
             }
             select! {
                 recv(rx) -> m => match m {
-                    Ok(Incoming::Msg(Message::Response(r))) if r.token == token => return Ok(r),
+                    Ok(Incoming::Msg(Message::Response(r))) => {
+                        match tokens.iter().position(|t| *t == r.token) {
+                            Some(i) if replies[i].is_none() => {
+                                replies[i] = Some(r);
+                                missing -= 1;
+                            }
+                            _ => self.incoming(Incoming::Msg(Message::Response(r))),
+                        }
+                    }
                     Ok(m) => {
                         self.incoming(m);
                         if self.conn.is_none() {
@@ -549,6 +591,7 @@ impl Session {
                 default(left) => {}
             }
         }
+        Ok(replies.into_iter().flatten().collect())
     }
 
     /// Handles messages until `done` holds or `deadline` passes.
@@ -633,6 +676,64 @@ impl Session {
         Ok(())
     }
 
+    /// Runs `command` on call `id`: one batch of `uafind <account>` (when
+    /// configured), `callfind <prev>` (to choose `accept`'s previous call),
+    /// `callfind <id>` and the command. Returns the command's reply.
+    ///
+    /// # Errors
+    /// `UnknownCall` when baresip does not have the call — then the command
+    /// ran on baresip's current call, whatever it was (baresip 1.0.0 has no
+    /// command addressed by call id); the connector logs it and re-reads
+    /// baresip's calls.
+    fn on_call(
+        &mut self,
+        id: &str,
+        prev: Option<&str>,
+        command: &str,
+        params: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Response, PluginError> {
+        let account = self.cfg.account.clone();
+        let mut reqs: Vec<(&str, Option<&str>)> = Vec::with_capacity(4);
+        if !account.is_empty() {
+            reqs.push(("uafind", Some(&account)));
+        }
+        if let Some(p) = prev {
+            reqs.push(("callfind", Some(p)));
+        }
+        reqs.push(("callfind", Some(id)));
+        reqs.push((command, params));
+        let mut rs = self.batch(&reqs, deadline)?;
+        let reply = rs.pop().unwrap_or_else(|| Response {
+            ok: false,
+            data: String::new(),
+            token: String::new(),
+        });
+        let found = rs.pop().is_some_and(|r| {
+            r.data.trim_start().starts_with("setting current call")
+        });
+        if !account.is_empty() && !rs.first().is_some_and(|r| r.ok) {
+            self.log(
+                LogLevel::Warn,
+                &format!("baresip has no account {account}; `{command}` ran on its current account"),
+            );
+        }
+        if !found {
+            self.tasks.push_back(Task::Sync);
+            self.log(
+                LogLevel::Warn,
+                &format!(
+                    "baresip has no call {id}: `{command}` ran on its current call instead (if any); resynchronising"
+                ),
+            );
+            return Err(err(
+                ErrorKind::UNKNOWN_CALL,
+                format!("baresip has no call {id}"),
+            ));
+        }
+        Ok(reply)
+    }
+
     /// Makes the configured account baresip's current one.
     fn use_account(&mut self, deadline: Instant) -> Result<(), PluginError> {
         if self.cfg.account.is_empty() {
@@ -650,21 +751,6 @@ impl Session {
         }
     }
 
-    /// Makes `id` baresip's current call (its call commands act on that).
-    fn select(&mut self, id: &str, deadline: Instant) -> Result<(), PluginError> {
-        let r = self.request("callfind", Some(id), deadline)?;
-        if r.data.trim_start().starts_with("setting current call") {
-            return Ok(());
-        }
-        // The model is stale (or baresip has no calls at all and therefore
-        // no `callfind` command): re-read baresip's calls.
-        self.tasks.push_back(Task::Sync);
-        Err(err(
-            ErrorKind::UNKNOWN_CALL,
-            format!("baresip has no call {id} ({})", r.data.trim()),
-        ))
-    }
-
     fn answer(&mut self, id: &str, deadline: Instant) -> Result<Outcome, PluginError> {
         let c = self.known(id)?;
         if !(c.direction == Direction::Inbound && c.state == ConnectionState::Alerting) {
@@ -677,34 +763,27 @@ impl Session {
                 ),
             ));
         }
-        self.use_account(deadline)?;
         // baresip's `accept` first holds its "previous call" (the one listed
-        // before the current one). Choose it: make it current, then the call
-        // to answer.
+        // before the current one): choose it by making it current just
+        // before the call to answer, in the same batch.
         let mut prev = self.core.choose_prev(id);
-        if let Some((pid, _)) = &prev {
-            let pid = pid.clone();
-            if self.select(&pid, deadline).is_err() {
-                prev = None;
-            }
-        }
-        self.select(id, deadline)?;
         let answered = |core: &Core, before: u32| {
             core.get(id)
                 .is_some_and(|c| c.local_sdp > before || c.established)
         };
         let before = self.core.get(id).map_or(0, |c| c.local_sdp);
-        self.request("accept", None, deadline)?;
+        let pid = prev.as_ref().map(|(p, _)| p.clone());
+        self.on_call(id, pid.as_deref(), "accept", None, deadline)?;
         let mut ok = answered(&self.core, before);
         if !ok && prev.is_some() && self.core.get(id).is_some() {
-            // The hold of the previous call failed (it was not established),
-            // so baresip did not answer; that call is now marked held inside
-            // baresip and a second `accept` goes through.
+            // baresip could not hold the previous call (it was not
+            // established), so it answered nothing; that call is now marked
+            // held inside baresip and a second `accept` goes through.
             self.log(
                 LogLevel::Debug,
                 &format!("accept of {id} had no effect (previous call not holdable); retrying"),
             );
-            self.request("accept", None, deadline)?;
+            self.on_call(id, pid.as_deref(), "accept", None, deadline)?;
             ok = answered(&self.core, before);
             if let Some((_, kind)) = &mut prev {
                 if *kind == Prev::Connected {
@@ -745,12 +824,10 @@ impl Session {
                 format!("only a ringing inbound call can be rejected; call {id} is {}", c.state),
             ));
         }
-        self.use_account(deadline)?;
-        self.select(id, deadline)?;
         if reject {
             self.core.mark_rejecting(id);
         }
-        self.request("hangup", None, deadline)?;
+        self.on_call(id, None, "hangup", None, deadline)?;
         // baresip raises CALL_CLOSED before its reply; allow a little slack.
         let grace = deadline.min(Instant::now() + Duration::from_millis(500));
         if self.pump_until(grace, |core| core.get(id).is_none()) {
@@ -781,10 +858,8 @@ impl Session {
                 format!("{what}: call {id} is {state}"),
             ));
         }
-        self.use_account(deadline)?;
-        self.select(id, deadline)?;
         let command = if hold { "hold" } else { "resume" };
-        let r = self.request(command, None, deadline)?;
+        let r = self.on_call(id, None, command, None, deadline)?;
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
@@ -803,13 +878,11 @@ impl Session {
 
     fn mute(&mut self, id: &str, mute: bool, deadline: Instant) -> Result<Outcome, PluginError> {
         self.established(id, if mute { "mute" } else { "unmute" })?;
-        self.use_account(deadline)?;
-        self.select(id, deadline)?;
         // `mute` toggles; its reply says which way. Toggle again when the
         // connector's picture was wrong.
         let mut now = None;
         for _ in 0..2 {
-            let r = self.request("mute", None, deadline)?;
+            let r = self.on_call(id, None, "mute", None, deadline)?;
             now = proto::parse_mute(&r.data);
             if now == Some(mute) || now.is_none() {
                 break;
@@ -834,9 +907,7 @@ impl Session {
 
     fn dtmf(&mut self, id: &str, digits: &str, deadline: Instant) -> Result<Outcome, PluginError> {
         self.established(id, "send DTMF")?;
-        self.use_account(deadline)?;
-        self.select(id, deadline)?;
-        let r = self.request("sndcode", Some(digits), deadline)?;
+        let r = self.on_call(id, None, "sndcode", Some(digits), deadline)?;
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
@@ -854,9 +925,7 @@ impl Session {
 
     fn transfer(&mut self, id: &str, target: &str, deadline: Instant) -> Result<Outcome, PluginError> {
         self.established(id, "blind transfer")?;
-        self.use_account(deadline)?;
-        self.select(id, deadline)?;
-        let r = self.request("transfer", Some(target), deadline)?;
+        let r = self.on_call(id, None, "transfer", Some(target), deadline)?;
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
@@ -876,29 +945,26 @@ impl Session {
     fn make_call(&mut self, target: &str, deadline: Instant) -> Result<Outcome, PluginError> {
         self.use_account(deadline)?;
         self.core.begin_dial(target);
-        let r = match self.request("dial", Some(target), deadline) {
-            Ok(r) => r,
+        // The reply to `dial` has no call id. The new call is baresip's
+        // current one right after it, so `callstat` in the same batch shows
+        // it (events of it that come first are held back by the model).
+        let rs = match self.batch(&[("dial", Some(target)), ("callstat", None)], deadline) {
+            Ok(rs) => rs,
             Err(e) => {
                 let r = self.core.abort_dial();
                 self.apply(r);
                 return Err(e);
             }
         };
-        if !r.ok {
-            let rx = self.core.abort_dial();
-            self.apply(rx);
+        if !rs[0].ok {
+            let r = self.core.abort_dial();
+            self.apply(r);
             return Err(err(
                 ErrorKind::REMOTE,
-                format!("baresip refused to dial {target}: {}", r.data.trim()),
+                format!("baresip refused to dial {target}: {}", rs[0].data.trim()),
             ));
         }
-        // The reply has no call id: the new call is now baresip's current
-        // one, so `callstat` shows it (events of it that came first were
-        // held back by the model).
-        let stat = self
-            .request("callstat", None, deadline)
-            .ok()
-            .and_then(|r| proto::parse_callstat(&r.data));
+        let stat = proto::parse_callstat(&rs[1].data);
         let (id, r) = self.core.finish_dial(stat.as_ref());
         self.apply(r);
         match id {
@@ -920,11 +986,7 @@ impl Session {
             return;
         }
         let deadline = Instant::now() + self.cfg.command_timeout;
-        let res = self
-            .use_account(deadline)
-            .and_then(|()| self.select(id, deadline))
-            .and_then(|()| self.request("resume", None, deadline));
-        match res {
+        match self.on_call(id, None, "resume", None, deadline) {
             Ok(r) if r.ok => self.log(
                 LogLevel::Debug,
                 &format!("call {id} was answered while marked held; resumed"),
@@ -939,27 +1001,72 @@ impl Session {
 
     // ------------------------------------------------------------ resync
 
-    /// Reads baresip's calls (`listcalls`, then `line N` + `callstat` for
-    /// each line not identified yet) and makes the model — and through its
-    /// events the desktop — match them.
+    /// Reads baresip's calls and makes the model — and through its events
+    /// the desktop — match them: `listcalls`, then in one batch `line N` +
+    /// `callstat` for each line not identified yet and `listcalls` again
+    /// (that batch is one consistent picture: baresip handles no SIP message
+    /// in between).
     fn sync(&mut self) {
         let deadline = Instant::now() + self.cfg.command_timeout;
         if let Err(e) = self.use_account(deadline) {
             self.log(LogLevel::Warn, &format!("resync skipped: {e}"));
             return;
         }
-        let before = self.core.ids();
-        let listed = match self.request("listcalls", None, deadline) {
+        let first = match self.request("listcalls", None, deadline) {
             Ok(r) => proto::parse_listcalls(&r.data),
             Err(e) => {
                 self.log(LogLevel::Warn, &format!("resync failed: {e}"));
                 return;
             }
         };
+        let unknown: Vec<String> = first
+            .iter()
+            .filter(|l| self.core.cached_line(l.line, &l.peer_uri).is_none())
+            .map(|l| l.line.to_string())
+            .collect();
+        let mut reqs: Vec<(&str, Option<&str>)> = Vec::with_capacity(unknown.len() * 2 + 1);
+        for line in &unknown {
+            reqs.push(("line", Some(line)));
+            reqs.push(("callstat", None));
+        }
+        reqs.push(("listcalls", None));
+        let before = self.core.ids();
+        let rs = match self.batch(&reqs, deadline) {
+            Ok(rs) => rs,
+            Err(e) => {
+                self.log(LogLevel::Warn, &format!("resync failed: {e}"));
+                return;
+            }
+        };
+        let mut resolved = std::collections::HashMap::new();
+        for (i, line) in unknown.iter().enumerate() {
+            if !rs[2 * i].data.contains("setting current call") {
+                continue; // ended meanwhile
+            }
+            if let (Ok(n), Some(cs)) = (line.parse::<u32>(), proto::parse_callstat(&rs[2 * i + 1].data)) {
+                resolved.insert(n, cs);
+            }
+        }
+        let listed = proto::parse_listcalls(&rs[rs.len() - 1].data);
         let mut phone = Vec::with_capacity(listed.len());
         let mut complete = true;
         for l in listed {
-            if let Some(c) = self.core.cached_line(l.line, &l.peer_uri) {
+            if let Some(cs) = resolved.remove(&l.line) {
+                phone.push(PhoneCall {
+                    line: l.line,
+                    id: cs.id,
+                    state: l.state,
+                    on_hold: l.on_hold,
+                    outgoing: cs.outgoing,
+                    peer_uri: if cs.peer_uri.is_empty() {
+                        l.peer_uri
+                    } else {
+                        cs.peer_uri
+                    },
+                    peer_name: cs.peer_name,
+                    local_uri: cs.local_uri,
+                });
+            } else if let Some(c) = self.core.cached_line(l.line, &l.peer_uri) {
                 phone.push(PhoneCall {
                     line: l.line,
                     id: c.id.clone(),
@@ -970,41 +1077,9 @@ impl Session {
                     peer_name: c.peer_name.clone(),
                     local_uri: String::new(),
                 });
-                continue;
-            }
-            let line = l.line.to_string();
-            let stat = self
-                .request("line", Some(&line), deadline)
-                .and_then(|r| {
-                    if r.data.contains("setting current call") {
-                        self.request("callstat", None, deadline).map(Some)
-                    } else {
-                        Ok(None) // ended meanwhile
-                    }
-                });
-            match stat {
-                Ok(Some(r)) => match proto::parse_callstat(&r.data) {
-                    Some(cs) => phone.push(PhoneCall {
-                        line: l.line,
-                        id: cs.id,
-                        state: l.state,
-                        on_hold: l.on_hold,
-                        outgoing: cs.outgoing,
-                        peer_uri: if cs.peer_uri.is_empty() {
-                            l.peer_uri
-                        } else {
-                            cs.peer_uri
-                        },
-                        peer_name: cs.peer_name,
-                        local_uri: cs.local_uri,
-                    }),
-                    None => complete = false,
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    self.log(LogLevel::Warn, &format!("resync failed: {e}"));
-                    return;
-                }
+            } else {
+                // A call that arrived after the first listing.
+                complete = false;
             }
         }
         let r = self.core.reconcile(&before, &phone, complete);

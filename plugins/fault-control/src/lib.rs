@@ -134,7 +134,9 @@ impl Control for FaultControl {
                         .append(true)
                         .open(path)
                         .and_then(|mut f| f.write_all(line.as_bytes()))
-                        .map_err(|e| PluginError::new(ErrorKind::INTERNAL, format!("{path}: {e}")))?;
+                        .map_err(|e| {
+                            PluginError::new(ErrorKind::INTERNAL, format!("{path}: {e}"))
+                        })?;
                 }
                 Ok(Verdict::proceed())
             }

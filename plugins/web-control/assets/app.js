@@ -804,8 +804,13 @@
     return list.length ? list[list.length - 1] : null;
   }
 
+  /** The call the agent is on: the most recent connected one, else held, else dialing. */
   function current() {
-    return mostRecent((c) => ['Connected', 'Held'].includes(c.state)) || mostRecent((c) => isLive(c) && c.state !== 'Alerting');
+    return (
+      mostRecent((c) => c.state === 'Connected') ||
+      mostRecent((c) => c.state === 'Held') ||
+      mostRecent((c) => isLive(c) && c.state !== 'Alerting')
+    );
   }
 
   function onKey(e) {

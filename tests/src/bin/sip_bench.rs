@@ -94,7 +94,7 @@ fn stat(screen: &str, label: &str) -> u32 {
         .lines()
         .filter(|l| l.trim_start().starts_with(label))
         .last()
-        .and_then(|l| l.rsplit('|').nth(1).or_else(|| l.rsplit('|').next()))
+        .and_then(|l| l.rsplit('|').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -104,11 +104,18 @@ impl DesktopActor {
         let Some(ic) = self.interceptions.get(&token) else {
             return;
         };
-        let chain = self.interceptors.get(&ic.command.kind).cloned().unwrap_or_default();
+        let chain = self
+            .interceptors
+            .get(&ic.command.kind)
+            .cloned()
+            .unwrap_or_default();
         // Skip interceptors that are not running (restarting, faulted).
         let mut step = ic.step;
         while step < chain.before.len() && self.controls[chain.before[step]].status != "Running" {
-            tracing::warn!(control = self.controls[chain.before[step]].name, "interceptor not running; skipped");
+            tracing::warn!(
+                control = self.controls[chain.before[step]].name,
+                "interceptor not running; skipped"
+            );
             step += 1;
         }
         let (phase, control) = if step < chain.before.len() {
@@ -128,7 +135,13 @@ impl DesktopActor {
             let Some(ic) = self.interceptions.remove(&token) else {
                 return;
             };
-            return self.send_to_connector(ic.connector, ic.request_id, &ic.source, ic.command, ic.reply);
+            return self.send_to_connector(
+                ic.connector,
+                ic.request_id,
+                &ic.source,
+                ic.command,
+                ic.reply,
+            );
         };
         let Some(ic) = self.interceptions.get_mut(&token) else {
             return;
@@ -149,10 +162,15 @@ impl DesktopActor {
         };
         if self.controls[control].worker.tx.try_send(job).is_err() {
             let name = self.controls[control].name.clone();
-            return self.refuse_intercepted(token, ErrorKind::UNAVAILABLE, format!("interceptor \"{name}\" is busy"));
+            return self.refuse_intercepted(
+                token,
+                ErrorKind::UNAVAILABLE,
+                format!("interceptor \"{name}\" is busy"),
+            );
         }
         let at = Instant::now() + self.settings.execute_timeout;
-        self.timers.push(Reverse((at, Timer::InterceptDeadline(token))));
+        self.timers
+            .push(Reverse((at, Timer::InterceptDeadline(token))));
     }
 
     /// A control answered.
@@ -174,7 +192,13 @@ impl DesktopActor {
                     let Some(ic) = self.interceptions.remove(&token) else {
                         return;
                     };
-                    return self.send_to_connector(ic.connector, ic.request_id, &ic.source, ic.command, ic.reply);
+                    return self.send_to_connector(
+                        ic.connector,
+                        ic.request_id,
+                        &ic.source,
+                        ic.command,
+                        ic.reply,
+                    );
                 }
                 self.ask_next(token);
             }
@@ -199,10 +223,18 @@ impl DesktopActor {
                 } else {
                     v.reason.into_string()
                 };
-                self.refuse_intercepted(token, ErrorKind::REFUSED, format!("vetoed by {name}: {reason}"));
+                self.refuse_intercepted(
+                    token,
+                    ErrorKind::REFUSED,
+                    format!("vetoed by {name}: {reason}"),
+                );
             }
             Err(e) => {
-                self.refuse_intercepted(token, ErrorKind::REFUSED, format!("interceptor {name} failed: {e}"));
+                self.refuse_intercepted(
+                    token,
+                    ErrorKind::REFUSED,
+                    format!("interceptor {name} failed: {e}"),
+                );
             }
         }
     }
@@ -214,7 +246,11 @@ impl DesktopActor {
         };
         let name = self.controls[ic.asking].name.clone();
         let ms = self.settings.execute_timeout.as_millis();
-        self.refuse_intercepted(token, ErrorKind::TIMEOUT, format!("interceptor {name} did not answer within {ms} ms"));
+        self.refuse_intercepted(
+            token,
+            ErrorKind::TIMEOUT,
+            format!("interceptor {name} did not answer within {ms} ms"),
+        );
     }
 
     fn refuse_intercepted(&mut self, token: u64, kind: ErrorKind, message: String) {
@@ -229,14 +265,27 @@ impl DesktopActor {
         self.notify_after(&ic.source, ic.request_id, &ic.command, &result);
         let view = self.calls.get(&ic.command.call_id).map(|e| e.view.clone());
         let connector = RString::from(self.connectors[ic.connector].name.as_str());
-        self.emit_outcome(&ic.source, ic.request_id, ic.command.kind, view, connector, &result);
+        self.emit_outcome(
+            &ic.source,
+            ic.request_id,
+            ic.command.kind,
+            view,
+            connector,
+            &result,
+        );
         if let Some(tx) = ic.reply {
             let _ = tx.send(result);
         }
     }
 
     /// Tells the After interceptors how a command ended (no answer awaited).
-    pub(super) fn notify_after(&mut self, source: &str, request_id: u64, command: &Command, result: &CommandResult) {
+    pub(super) fn notify_after(
+        &mut self,
+        source: &str,
+        request_id: u64,
+        command: &Command,
+        result: &CommandResult,
+    ) {
         let Some(chain) = self.interceptors.get(&command.kind) else {
             return;
         };
@@ -253,17 +302,26 @@ impl DesktopActor {
                 outcome: result.as_ref().ok().cloned().into(),
                 error: result.as_ref().err().cloned().into(),
             };
-            if c.worker.tx.try_send(ControlJob::Intercept {
+            if c.worker
+                .tx
+                .try_send(ControlJob::Intercept {
                     token: 0,
                     request: Box::new(request),
-                }).is_err() {
-                tracing::warn!(control = c.name, "after-interceptor queue full; notification dropped");
+                })
+                .is_err()
+            {
+                tracing::warn!(
+                    control = c.name,
+                    "after-interceptor queue full; notification dropped"
+                );
             }
         }
     }
 
     /// True when After interceptors want to see this kind of command.
     pub(super) fn has_after(&self, kind: CommandKind) -> bool {
-        self.interceptors.get(&kind).is_some_and(|c| !c.after.is_empty())
+        self.interceptors
+            .get(&kind)
+            .is_some_and(|c| !c.after.is_empty())
     }
 }

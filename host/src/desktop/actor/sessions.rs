@@ -108,7 +108,12 @@ impl DesktopActor {
                 match found {
                     Err(e) => {
                         tracing::error!(rule = rule.name, "contact lookup failed: {e}");
-                        (LookupOutcome::NoContact, None, Vec::new(), format!("lookup failed: {e}"))
+                        (
+                            LookupOutcome::NoContact,
+                            None,
+                            Vec::new(),
+                            format!("lookup failed: {e}"),
+                        )
                     }
                     Ok(mut list) => {
                         let n = list.len();
@@ -118,7 +123,9 @@ impl DesktopActor {
                             _ => rule.on_many,
                         };
                         let (one, many) = match (outcome, n) {
-                            (LookupOutcome::Contact | LookupOutcome::First, 1..) => (Some(list.remove(0)), Vec::new()),
+                            (LookupOutcome::Contact | LookupOutcome::First, 1..) => {
+                                (Some(list.remove(0)), Vec::new())
+                            }
                             (LookupOutcome::PickList, _) => {
                                 list.truncate(CANDIDATES);
                                 (None, list)
@@ -135,7 +142,12 @@ impl DesktopActor {
                     }
                 }
             }
-            None => (LookupOutcome::NoContact, None, Vec::new(), "no lookup rule".to_owned()),
+            None => (
+                LookupOutcome::NoContact,
+                None,
+                Vec::new(),
+                "no lookup rule".to_owned(),
+            ),
         };
         self.sessions.next += 1;
         let session = SessionView {
@@ -147,7 +159,9 @@ impl DesktopActor {
             focused: false,
             transcript: RVec::new(),
         };
-        self.sessions.by_call.insert(call_id.clone(), session.clone());
+        self.sessions
+            .by_call
+            .insert(call_id.clone(), session.clone());
         if rule.is_some() {
             let v = view.clone();
             let s = session.clone();
@@ -169,7 +183,9 @@ impl DesktopActor {
 
     /// Gives a session the focus.
     pub(super) fn focus_session(&mut self, call_id: &RString, cause: &str) {
-        if self.sessions.focused.as_ref() == Some(call_id) || !self.sessions.by_call.contains_key(call_id) {
+        if self.sessions.focused.as_ref() == Some(call_id)
+            || !self.sessions.by_call.contains_key(call_id)
+        {
             return;
         }
         if let Some(old) = self.sessions.focused.take() {
@@ -253,7 +269,10 @@ impl DesktopActor {
                 let Some(pos) = s.candidates.iter().position(|c| c.id == command.target) else {
                     return Err(PluginError::new(
                         ErrorKind::BAD_ARGUMENT,
-                        format!("contact \"{}\" is not in the pick list of call \"{id}\"", command.target),
+                        format!(
+                            "contact \"{}\" is not in the pick list of call \"{id}\"",
+                            command.target
+                        ),
                     ));
                 };
                 let picked = s.candidates.remove(pos);
