@@ -240,3 +240,68 @@ pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
         .map_err(|e| SetupErrors(vec![format!("cannot start the desktop thread: {e}")]))?;
     Ok(RunningDesktop { handle, thread })
 }
+
+/// A desktop for `cti-host replay`: the manifest's controls run as usual,
+/// its connectors are virtual (their answers come from the recording).
+/// Returns the actor and the connectors' names, in order.
+///
+/// # Errors
+/// Every constructor refusal, one per line.
+pub fn replay_actor(p: &Prepared) -> Result<(DesktopActor, Vec<String>), SetupErrors> {
+    let m = &p.manifest;
+    let (inbox_tx, _inbox_rx) = crossbeam_channel::bounded::<DesktopMsg>(m.host.inbox_capacity);
+    let sp = spawner(p, inbox_tx);
+    let mut connectors = Vec::new();
+    let mut controls = Vec::new();
+    let mut names = Vec::new();
+    for src in sources(p) {
+        match src.hc.kind {
+            ControlType::Connector => {
+                let (tx, rx) = crossbeam_channel::bounded(1024);
+                let (_done_tx, done) = crossbeam_channel::bounded(1);
+                let worker = crate::plugin::Worker {
+                    tx,
+                    rx,
+                    thread: None,
+                    done,
+                };
+                names.push(src.hc.name.clone());
+                let caps = src.lib.meta.capabilities;
+                connectors.push(ConnectorSlot::new(src, worker, caps));
+            }
+            ControlType::Control => {
+                let idx = controls.len();
+                let c = sp
+                    .new_control(idx, &src)
+                    .map_err(|e| SetupErrors(vec![settings_error(&src.hc, &e)]))?;
+                let worker = sp.run_control(idx, &src, c).map_err(|e| {
+                    SetupErrors(vec![format!("hosted control \"{}\": {e}", src.hc.name)])
+                })?;
+                controls.push(ControlSlot::new(src, worker, m.host.control_queue));
+            }
+        }
+    }
+    let directory = match &m.directory {
+        Some(d) => Some(
+            crate::directory::Directory::open(&d.path, &d.default_country_code).map_err(|e| {
+                SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())])
+            })?,
+        ),
+        None => None,
+    };
+    let actor = DesktopActor::new(
+        m.desktop.clone(),
+        crate::desktop::ActorSettings {
+            execute_timeout: Duration::from_millis(m.host.execute_timeout_ms),
+            lag_timeout: Duration::from_millis(m.host.lag_timeout_ms),
+            restart_limit: m.host.restart_limit,
+            restart_window: Duration::from_secs(m.host.restart_window_secs),
+            restart_backoff: Duration::from_millis(m.host.restart_backoff_ms),
+        },
+        sp,
+        connectors,
+        controls,
+    )
+    .with_lookup(m.lookups.clone(), directory);
+    Ok((actor, names))
+}

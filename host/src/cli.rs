@@ -41,6 +41,22 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a recording (the recorder control's JSON lines) through the
+    /// desktop manager, with no phone system.
+    Replay {
+        /// The recording.
+        recording: PathBuf,
+        /// The manifest (its connectors are replaced by the recording; its
+        /// controls run).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Write the desktop events of the replay here (JSON lines).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exit 1 at the first event that differs from the recording.
+        #[arg(long)]
+        compare: bool,
+    },
     /// Run the conformance suite against a connector library.
     Verify {
         /// The library file (.so/.dll/.dylib).
@@ -222,6 +238,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run { manifest, watch } => run(&manifest, watch),
+        Cmd::Replay {
+            recording,
+            manifest,
+            out,
+            compare,
+        } => crate::replay::main(&recording, &manifest, out.as_deref(), compare),
         Cmd::Verify {
             library,
             settings,
@@ -796,11 +818,14 @@ fn contacts_main(action: ContactsCmd) -> ExitCode {
         } => dir.list(limit).and_then(|list| {
             if as_json {
                 println!("{}", contacts_json(&list));
-            } else if list.is_empty() {
-                println!("no contacts in {}", dir.path().display());
             } else {
-                print_contacts(&list);
-                println!("{} of {} contacts", list.len(), dir.count()?);
+                match dir.count()? {
+                    0 => println!("no contacts in {}", dir.path().display()),
+                    total => {
+                        print_contacts(&list);
+                        println!("{} of {total} contacts", list.len());
+                    }
+                }
             }
             Ok(())
         }),

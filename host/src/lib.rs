@@ -9,6 +9,7 @@
 //! - [`desktop`]: the desktop manager actor: calls, work items, agent state, fan-out.
 //! - [`app`]: building a running desktop from a manifest.
 //! - [`reload`]: watching plugin files and loading changed ones for a hot swap.
+//! - [`replay`]: driving the desktop manager with a recording (`cti-host replay`).
 //! - [`ctl`]: the local control socket (`cti-host ctl`) and its client.
 //! - [`verify`]: the conformance suite for connector libraries (`cti-host verify`).
 //! - [`privacy`]: callers' numbers masked in logs (`[host] log_numbers`).
@@ -28,4 +29,5 @@ pub mod manifest;
 pub mod plugin;
 pub mod privacy;
 pub mod reload;
+pub mod replay;
 pub mod verify;

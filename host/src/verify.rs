@@ -986,6 +986,7 @@ impl<'a> Suite<'a> {
                 e.kind == kind && (call.is_empty() || e.call_id == call)
             });
             match found {
+                Some(e) if e.call_id.is_empty() => seen.push(e.kind.to_string()),
                 Some(e) => seen.push(format!("{} ({})", e.kind, e.state)),
                 None => {
                     return Err(format!(

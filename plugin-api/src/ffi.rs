@@ -379,6 +379,11 @@ open_code! {
         DESKTOP_READY = 116 => "DesktopReady",
         /// The desktop is shutting down.
         DESKTOP_STOPPING = 117 => "DesktopStopping",
+        /// A command was submitted (since 1.1): `request_id`, and attrs
+        /// `requester`, `command`, `call_id`, `other_call_id`, `target`,
+        /// `text`, `agent_state`, `connector` (the audit trail, and what
+        /// `cti-host replay` re-submits).
+        COMMAND_REQUESTED = 118 => "CommandRequested",
     }
 }
 

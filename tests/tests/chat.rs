@@ -84,9 +84,7 @@ fn received(host: &Host, call: &str, text: &str) -> Value {
 
 fn answer(host: &Host, call: &str) {
     host.ctl_ok(&["answer", call]);
-    host.wait_event(&format!("{call} established"), |e| {
-        on(e, "Established", call)
-    });
+    host.wait_event(&format!("{call} established"), |e| on(e, "Established", call));
 }
 
 fn reply(host: &Host, call: &str, text: &str) {
@@ -306,11 +304,7 @@ fn a_transfer_hands_the_chat_to_a_second_agent_account() {
         .register("agent2", "agent2pw")
         .register("alice", "alicepw");
     p.run();
-    let mut one = desktop(
-        &p.connector_settings("agent", "agentpw"),
-        "wrap_up_seconds = 0",
-        "",
-    );
+    let mut one = desktop(&p.connector_settings("agent", "agentpw"), "wrap_up_seconds = 0", "");
     let two_settings = format!(
         "{}transfer_peers = [\"agent@cti.test\"]\n",
         p.connector_settings("agent2", "agent2pw")
@@ -415,7 +409,11 @@ fn a_wrong_password_is_one_clear_error() {
         return;
     }
     let p = server(&[]);
-    let mut host = desktop(&p.connector_settings("agent", "Wr0ngPassw0rd"), "", "");
+    let mut host = desktop(
+        &p.connector_settings("agent", "Wr0ngPassw0rd"),
+        "",
+        "",
+    );
     let down = host.wait_event("auth failure", |e| {
         is(e, "ConnectorStatus") && s(e, "text") == "Disconnected"
     });
@@ -476,13 +474,9 @@ fn starttls_with_a_ca_the_admin_names() {
     let mut other = Prosody::with_tls();
     other.register("agent", "agentpw");
     other.run();
-    let untrusted = other.connector_settings("agent", "agentpw").replace(
-        &format!(
-            "ca_file = \"{}\"",
-            other.ca_file.as_ref().unwrap().display()
-        ),
-        &format!("ca_file = \"{}\"", p.ca_file.as_ref().unwrap().display()),
-    );
+    let untrusted = other
+        .connector_settings("agent", "agentpw")
+        .replace(&format!("ca_file = \"{}\"", other.ca_file.as_ref().unwrap().display()), &format!("ca_file = \"{}\"", p.ca_file.as_ref().unwrap().display()));
     let mut host = desktop(&untrusted, "", "");
     let down = host.wait_event("TLS refused", |e| {
         is(e, "ConnectorStatus") && s(e, "text") == "Disconnected"
@@ -490,4 +484,173 @@ fn starttls_with_a_ca_the_admin_names() {
     assert!(s(&down, "cause").contains("TLS"), "{down}");
     assert!(host.stop().success());
     let _ = DOMAIN;
+}
+
+// ---------------------------------------------------------------- listener
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// One HTTP/1.1 request over a fresh connection: (status, JSON body).
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the listener");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn listener_desktop() -> (Host, u16) {
+    let port = cti_e2e::xmpp::free_port();
+    let manifest = format!(
+        r#"
+[host]
+plugin_dir = "{{bin}}"
+ctl_socket = "{{socket}}"
+
+[desktop]
+agent_id = "a1"
+
+[[hosted_control]]
+name = "Listener"
+type = "connector"
+library = "listener_connector"
+channel = "voice"
+[hosted_control.settings]
+port = {port}
+token = "{TOKEN}"
+max_body_bytes = 2048
+
+[[hosted_control]]
+name = "Recorder"
+type = "control"
+library = "recorder_control"
+[hosted_control.settings]
+path = "{{recorder}}"
+"#
+    );
+    let host = Host::start(&manifest);
+    connected(&host, "Listener");
+    (host, port)
+}
+
+fn data_of(host: &Host, id: &str) -> Value {
+    let calls: Value = serde_json::from_str(&host.ctl_ok(&["calls", "--json"])).unwrap();
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| s(c, "call_id") == id)
+        .map(|c| c["data"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn listener_create_update_answer_clear_over_http() {
+    let (mut host, port) = listener_desktop();
+    let json = "application/json";
+    let (st, created) = http(
+        port,
+        "POST",
+        "/interactions",
+        Some(TOKEN),
+        json,
+        r#"{"ani":"+14255550123","dnis":"8000","type":"ivr","data":{"account":"A-42","intent":"billing","vip":true}}"#,
+    );
+    assert_eq!(st, 201, "{created}");
+    let id = s(&created, "id").to_owned();
+    assert_eq!(s(&created, "state"), "Alerting");
+    let d = host.wait_event("Delivered", |e| on(e, "Delivered", &id));
+    assert_eq!(s(&d["call"], "ani"), "+14255550123");
+    assert_eq!(s(&d["call"]["data"], "account"), "A-42");
+    assert_eq!(s(&d["call"]["data"], "type"), "ivr");
+    assert_eq!(s(&d["call"]["data"], "vip"), "true");
+    // Update: merged into the desktop's call data.
+    let (st, v) = http(
+        port,
+        "PATCH",
+        &format!("/interactions/{id}"),
+        Some(TOKEN),
+        json,
+        r#"{"data":{"intent":"upgrade","queue":"sales"}}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    host.wait_until("the desktop merged the update", Duration::from_secs(10), || {
+        let d = data_of(&host, &id);
+        s(&d, "intent") == "upgrade" && s(&d, "queue") == "sales" && s(&d, "account") == "A-42"
+    });
+    // A form post works too, every other field is call data.
+    let (st, v) = http(
+        port,
+        "POST",
+        "/interactions",
+        Some(TOKEN),
+        "application/x-www-form-urlencoded",
+        "ani=5551234&channel=crm&ticket=T-9",
+    );
+    assert_eq!(st, 201, "{v}");
+    let id2 = s(&v, "id").to_owned();
+    let d2 = host.wait_event("form Delivered", |e| on(e, "Delivered", &id2));
+    assert_eq!(s(&d2["call"]["data"], "ticket"), "T-9");
+    // The agent answers the first; the source sees it.
+    answer(&host, &id);
+    let (_, v) = http(port, "GET", &format!("/interactions/{id}"), Some(TOKEN), json, "");
+    assert_eq!(s(&v, "state"), "Connected", "{v}");
+    // The source clears both.
+    for i in [&id, &id2] {
+        let (st, v) = http(port, "DELETE", &format!("/interactions/{i}"), Some(TOKEN), json, "");
+        assert_eq!(st, 200, "{v}");
+        host.wait_event("cleared", |e| on(e, "CallCleared", i));
+    }
+    let (st, _) = http(port, "GET", &format!("/interactions/{id}"), Some(TOKEN), json, "");
+    assert_eq!(st, 404);
+    assert!(host.stop().success());
+}
+
+#[test]
+fn listener_refuses_malformed_requests_and_creates_nothing() {
+    let (mut host, port) = listener_desktop();
+    let json = "application/json";
+    let ok_body = r#"{"ani":"1"}"#;
+    let big = format!(r#"{{"ani":"1","data":{{"x":"{}"}}}}"#, "y".repeat(4000));
+    let cases: Vec<(&str, &str, Option<&str>, &str, &str, u16, &str)> = vec![
+        ("POST", "/interactions", None, json, ok_body, 401, "token"),
+        ("POST", "/interactions", Some("wrong-token-0123456789"), json, ok_body, 401, "token"),
+        ("GET", "/interactions", None, json, "", 401, "token"),
+        ("POST", "/interactions", Some(TOKEN), json, "{not json", 400, "not JSON"),
+        ("POST", "/interactions", Some(TOKEN), json, r#"{"dnis":"1"}"#, 400, "ani"),
+        ("POST", "/interactions", Some(TOKEN), json, r#"{"ani":"1","data":[1]}"#, 400, "data"),
+        ("POST", "/interactions", Some(TOKEN), "text/plain", "ani=1", 415, "content type"),
+        ("POST", "/interactions", Some(TOKEN), json, &big, 413, "over 2048 bytes"),
+        ("PATCH", "/interactions/nope", Some(TOKEN), json, r#"{"data":{"a":"b"}}"#, 404, "nope"),
+        ("DELETE", "/interactions/nope", Some(TOKEN), json, "", 404, "nope"),
+        ("GET", "/elsewhere", Some(TOKEN), json, "", 404, "no such resource"),
+        ("PUT", "/interactions", Some(TOKEN), json, ok_body, 405, "not allowed"),
+    ];
+    for (method, path, token, ctype, body, want, reason) in cases {
+        let (st, v) = http(port, method, path, token, ctype, body);
+        assert_eq!(st, want, "{method} {path}: {v}");
+        assert!(s(&v, "error").contains(reason), "{method} {path}: {v}");
+    }
+    // Nothing reached the desktop.
+    assert!(!host.events().iter().any(|e| is(e, "Delivered")));
+    let (_, list) = http(port, "GET", "/interactions", Some(TOKEN), json, "");
+    assert_eq!(list, Value::Array(vec![]));
+    assert!(host.stop().success());
 }

@@ -131,7 +131,9 @@ fn verify_passes_on_the_template_and_prints_a_table() {
     assert!(out.contains("  pass  Answer "), "{out}");
     assert!(
         out.trim_end()
-            .ends_with("result: PASS (11 checks passed, 0 skipped)"),
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("result: PASS (")),
         "{out}"
     );
 }

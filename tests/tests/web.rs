@@ -13,7 +13,7 @@ use std::{
 
 use cti_e2e::{
     n, run_cli, s, stderr,
-    web::{http_raw, Driver},
+    web::{free_port, http_raw, Driver},
     workspace, Host, Scratch,
 };
 use fantoccini::key::Key;
@@ -34,6 +34,19 @@ reason_codes = ["Break", "Lunch", "Meeting", "Training"]
 dispositions = ["Resolved", "Callback", "Escalated"]
 wrap_up_seconds = 120
 
+[directory]
+path = "{{dir}}/contacts.db"
+default_country_code = "1"
+
+[[lookup]]
+name = "caller"
+channel = "voice"
+direction = "inbound"
+field = "ani"
+on_none = "new-contact"
+on_one = "contact"
+on_many = "pick-list"
+
 [[hosted_control]]
 name = "Phone"
 type = "connector"
@@ -43,7 +56,7 @@ calls_per_minute = 0
 first_call_after_ms = 200
 max_calls = 1
 talk_time_secs = [0.0, 0.0]
-seed = 20417
+seed = 20417 # the caller is then +14255558385, a contact in CONTACTS
 call_data = {{ queue = "Support", language = "en" }}
 
 [[hosted_control]]
@@ -157,7 +170,7 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     let Some(driver) = Driver::start_or_skip() else {
         return;
     };
-    let mut host = Host::start(&manifest());
+    let mut host = Host::start_in(with_contacts(), &manifest());
     let port = web_port(&host);
     let t_host = t0.elapsed();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -189,10 +202,11 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
     let delivered = host.wait_event("the simulated call", |e| s(e, "event") == "Delivered");
     let id = s(&delivered, "call_id").to_owned();
     let ani = s(&delivered["call"], "ani").to_owned();
-    println!("ANI {ani}");
     let card = format!("article.call[data-call-id='{id}']");
     browser.wait_for(&format!("{card}[data-state='Alerting']"));
     browser.wait_text(&format!("{card} .call-title"), &ani);
+    // The screen pop: the caller's session (the seeded number is a contact).
+    browser.wait_for(&format!("article.session[data-call-id='{id}'] h3"));
     assert_eq!(
         browser.count(&format!("{card} button[data-action='Answer']")),
         1
@@ -391,10 +405,28 @@ fn an_agent_handles_a_call_in_the_web_desktop_in_real_chromium() {
 
 const CONTACTS: &str = "\
 id,name,phone,account,tier
-c1,Dana Whitfield,+1 (425) 555-0101,A-20417,Gold
+c1,Dana Whitfield,+1 (425) 555-8385,A-20417,Gold
 c2,Sam Ortega,14255550303,B-31002,Silver
 c3,Sam Ortega Jr.,+1 425 555 0303,B-31003,Bronze
+c4,Priya Raman,+1 (425) 555-0101,A-18820,Platinum
 ";
+
+/// A scratch folder with the contacts imported into `contacts.db` (what
+/// the manifests' `[directory]` reads).
+fn with_contacts() -> Scratch {
+    let scratch = Scratch::new();
+    let csv = scratch.write("contacts.csv", CONTACTS);
+    let db = scratch.path("contacts.db");
+    let o = run_cli(&[
+        "contacts",
+        "import",
+        &csv.display().to_string(),
+        "--db",
+        &db.display().to_string(),
+    ]);
+    assert!(o.status.success(), "contacts import: {}", stderr(&o));
+    scratch
+}
 
 /// A known caller, then one whose number two contacts share.
 const SCENARIO: &str = r#"
@@ -415,7 +447,7 @@ dnis = "+18005550100"
 data = { queue = "Billing" }
 "#;
 
-fn sessions_manifest() -> String {
+fn sessions_manifest(port: u16) -> String {
     format!(
         r#"
 [host]
@@ -458,6 +490,7 @@ name = "Web"
 type = "control"
 library = "web_control"
 [hosted_control.settings]
+port = {port}
 token = "{TOKEN}"
 "#
     )
@@ -468,19 +501,11 @@ fn the_page_shows_screen_pops_pick_lists_and_two_calls() {
     let Some(driver) = Driver::start_or_skip() else {
         return;
     };
-    let scratch = Scratch::new();
-    let csv = scratch.write("contacts.csv", CONTACTS);
-    let db = scratch.path("contacts.db");
-    let o = run_cli(&[
-        "contacts",
-        "import",
-        &csv.display().to_string(),
-        "--db",
-        &db.display().to_string(),
-    ]);
-    assert!(o.status.success(), "contacts import: {}", stderr(&o));
+    let scratch = with_contacts();
     scratch.write("scenario.toml", SCENARIO);
-    let mut host = Host::start_in(scratch, &sessions_manifest());
+    // A fixed port, so the page can find the desktop again after a restart.
+    let port = free_port();
+    let mut host = Host::start_in(scratch, &sessions_manifest(port));
     let addr = SocketAddr::from(([127, 0, 0, 1], web_port(&host)));
     let base = format!("http://{addr}/");
 
@@ -498,8 +523,8 @@ fn the_page_shows_screen_pops_pick_lists_and_two_calls() {
     });
     let known_session = "article.session[data-call-id='scn-known']";
     let shared_session = "article.session[data-call-id='scn-shared']";
-    browser.wait_text(&format!("{known_session} h3"), "Dana Whitfield");
-    browser.wait_text(&format!("{known_session} .contact"), "A-20417");
+    browser.wait_text(&format!("{known_session} h3"), "Priya Raman");
+    browser.wait_text(&format!("{known_session} .contact"), "A-18820");
     browser.wait_text(&format!("{shared_session} .candidates"), "Sam Ortega Jr.");
     browser.click(&format!(
         "{shared_session} .candidates li:nth-child(2) button"
@@ -553,6 +578,40 @@ fn the_page_shows_screen_pops_pick_lists_and_two_calls() {
     browser.wait_gone(&format!("{known} button[data-action='Hangup']"));
     assert_eq!(browser.count(&format!("{shared}[data-state='Held']")), 1);
 
-    browser.close();
+    // Click-to-dial.
+    browser.type_into("#dial-number", "+15550177");
+    browser.click("#dial-button");
+    let dialled = host.wait_event("the outbound call", |e| {
+        s(e, "event") == "Originated" && s(&e["call"], "dnis") == "+15550177"
+    });
+    browser.wait_for(&format!(
+        "article.call[data-call-id='{}']",
+        s(&dialled, "call_id")
+    ));
+    assert_eq!(browser.current_url(), base, "the number is not in the URL");
+
+    // The desktop restarts: the banner, then an automatic reconnect and a
+    // full resynchronisation with the new desktop (whose scenario rings
+    // again), with no action from the agent.
     assert!(host.stop().success(), "{}", host.log_text());
+    browser.wait_for("#banner:not([hidden])");
+    browser.wait_for("#conn-state[data-state='offline']");
+    let scratch = with_contacts();
+    scratch.write("scenario.toml", SCENARIO);
+    let mut again = Host::start_in(scratch, &sessions_manifest(port));
+    browser.wait_until("the page to reconnect", Duration::from_secs(20), |b| {
+        b.count("#conn-state[data-state='live']") == 1
+    });
+    browser.wait_for("#banner[hidden]");
+    again.wait_event("the new desktop's call", |e| {
+        is(e, "Delivered", "scn-known")
+    });
+    browser.wait_for(&format!("{known}[data-state='Alerting']"));
+    browser.wait_gone(&format!(
+        "article.call[data-call-id='{}']",
+        s(&dialled, "call_id")
+    ));
+
+    browser.close();
+    assert!(again.stop().success(), "{}", again.log_text());
 }

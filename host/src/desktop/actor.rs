@@ -129,6 +129,9 @@ struct CallEntry {
     consult_of: Option<RString>,
     /// Merged into another call by a conference (no wrap-up of its own).
     merged: bool,
+    /// Creation order: every walk over several calls goes in this order, so
+    /// the desktop's output is deterministic (replay depends on it).
+    created: u64,
 }
 
 /// A command sent to a connector and not answered yet.
@@ -148,6 +151,17 @@ enum Timer {
     CommandDeadline(u64),
     WrapUpEnd(RString),
     RingTimeout(RString),
+}
+
+/// A timer that fired in a recording, for `cti-host replay`.
+#[derive(Debug, Clone)]
+pub enum ReplayTimer {
+    /// Wrap-up of this call ended by time.
+    WrapUpEnd(RString),
+    /// This call rang too long.
+    RingTimeout(RString),
+    /// This command's connector did not answer in time.
+    CommandDeadline(u64),
 }
 
 /// A plugin instance, orderable for the timer heap.
@@ -191,6 +205,8 @@ pub struct DesktopActor {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     subscribers: Vec<tokio::sync::mpsc::Sender<Arc<DesktopEvent>>>,
     internal_ids: u64,
+    /// Calls created so far (their `created` order).
+    created_calls: u64,
     unknown_call_events: u64,
     spawner: Spawner,
     /// Each command's interceptors, in priority order.
@@ -246,6 +262,7 @@ impl DesktopActor {
             timers: BinaryHeap::new(),
             subscribers: Vec::new(),
             internal_ids: 1 << 62,
+            created_calls: 0,
             unknown_call_events: 0,
             spawner,
             interceptors,
@@ -272,13 +289,7 @@ impl DesktopActor {
     /// Runs until `Shutdown`: starts the controls with the first snapshot,
     /// then serves the inbox.
     pub fn run(mut self, inbox: Receiver<DesktopMsg>) {
-        let snap = Arc::new(self.snapshot());
-        for c in &mut self.controls {
-            let _ = c.worker.tx.send(ControlJob::Start(snap.clone()));
-        }
-        // DESKTOP_READY carries the agent so controls can draw it at once.
-        let view = self.agent_view();
-        self.emit(EventKind::DESKTOP_READY, |e| e.agent = ROption::RSome(view));
+        self.startup();
         loop {
             // Timers first: a busy inbox must not starve them.
             if self
@@ -305,6 +316,44 @@ impl DesktopActor {
             }
         }
         self.shutdown(&inbox);
+    }
+
+    /// Starts the controls with the first snapshot and raises DesktopReady.
+    pub fn startup(&mut self) {
+        let snap = Arc::new(self.snapshot());
+        for c in &mut self.controls {
+            let _ = c.worker.tx.send(ControlJob::Start(snap.clone()));
+        }
+        // DESKTOP_READY carries the agent so controls can draw it at once.
+        let view = self.agent_view();
+        self.emit(EventKind::DESKTOP_READY, |e| e.agent = ROption::RSome(view));
+    }
+
+    /// Replay: one input, handled at once (no clock, no inbox).
+    pub fn step(&mut self, msg: DesktopMsg) {
+        self.handle(msg);
+        for c in &self.connectors {
+            // Virtual connectors: their commands were answered in the recording.
+            c.worker.drain();
+        }
+    }
+
+    /// Replay: a timer fires now because it fired at this point of the
+    /// recording.
+    pub fn fire(&mut self, timer: ReplayTimer) {
+        match timer {
+            ReplayTimer::WrapUpEnd(id) => self.end_wrap(&id, "wrap-up time is over"),
+            ReplayTimer::RingTimeout(id) => self.ring_timeout(&id),
+            ReplayTimer::CommandDeadline(request_id) => {
+                self.fire_one(Timer::CommandDeadline(request_id), Instant::now());
+            }
+        }
+    }
+
+    /// Replay: the end of the recording; stops the controls.
+    pub fn finish(mut self) {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        self.shutdown(&rx);
     }
 
     fn handle(&mut self, msg: DesktopMsg) {
@@ -456,6 +505,12 @@ impl DesktopActor {
             e.cause = src.cause.clone();
             e.text = src.text.clone();
             e.attrs = src.attrs.clone();
+            if !src.related_call_id.is_empty() {
+                e.attrs.push(KeyValue::new(
+                    "related_call_id",
+                    src.related_call_id.clone(),
+                ));
+            }
         });
     }
 
@@ -520,7 +575,11 @@ impl DesktopActor {
                     } else {
                         "switch"
                     };
-                    self.refresh_agent(cause);
+                    let report = (
+                        self.connectors[connector].name.clone(),
+                        self.agent_base.to_string(),
+                    );
+                    self.refresh_agent_with(cause, Some(report));
                 }
             }
             kind if kind.is_desktop() => {
@@ -714,15 +773,16 @@ impl DesktopActor {
         if self.cfg.capacity_of(channel) == 0 {
             return;
         }
-        let ringing: Vec<(RString, usize)> = self
+        let mut ringing: Vec<(u64, RString, usize)> = self
             .calls
             .iter()
             .filter(|(_, e)| {
                 !e.cleared && e.view.channel == channel && e.view.state == ConnectionState::Alerting
             })
-            .map(|(k, e)| (k.clone(), e.connector))
+            .map(|(k, e)| (e.created, k.clone(), e.connector))
             .collect();
-        for (id, connector) in ringing {
+        ringing.sort();
+        for (_, id, connector) in ringing {
             let before = self.calls.get(&id).map(|e| e.view.allowed);
             self.refresh_allowed(connector, &id, ConnectionState::Alerting);
             let after = self.calls.get(&id).map(|e| e.view.allowed);
@@ -816,6 +876,10 @@ impl DesktopActor {
                 wrap_deadline: None,
                 consult_of: (!ev.related_call_id.is_empty()).then(|| ev.related_call_id.clone()),
                 merged: false,
+                created: {
+                    self.created_calls += 1;
+                    self.created_calls
+                },
             },
         );
         id
@@ -873,12 +937,14 @@ impl DesktopActor {
     }
 
     fn refresh_siblings(&mut self, connector: usize, changed: &RString) {
-        let ids: Vec<RString> = self
+        let mut ids: Vec<(u64, RString)> = self
             .calls
             .iter()
             .filter(|(k, e)| e.connector == connector && *k != changed && !e.cleared)
-            .map(|(k, _)| k.clone())
+            .map(|(k, e)| (e.created, k.clone()))
             .collect();
+        ids.sort();
+        let ids = ids.into_iter().map(|(_, k)| k);
         let caps = self.connectors[connector].caps;
         for id in ids {
             let others = self.others(connector, &id);
@@ -934,6 +1000,38 @@ impl DesktopActor {
 
     /// Ends a wrap-up (timer or agent): the work item completes and the call
     /// is forgotten; a pending agent state applies now.
+    /// The audit trail of commands (`CommandRequested`).
+    fn emit_requested(&mut self, source: &str, request_id: u64, c: &Command) {
+        let mut attrs = vec![
+            KeyValue::new("requester", source),
+            KeyValue::new("command", c.kind.to_string()),
+        ];
+        for (k, v) in [
+            ("call_id", &c.call_id),
+            ("other_call_id", &c.other_call_id),
+            ("target", &c.target),
+            ("text", &c.text),
+            ("connector", &c.connector),
+        ] {
+            if !v.is_empty() {
+                attrs.push(KeyValue::new(k, v.clone()));
+            }
+        }
+        if let ROption::RSome(state) = &c.agent_state {
+            attrs.push(KeyValue::new("agent_state", state.to_string()));
+        }
+        attrs.extend(
+            c.attrs
+                .iter()
+                .map(|kv| KeyValue::new(format!("attr.{}", kv.key), kv.value.clone())),
+        );
+        self.emit(EventKind::COMMAND_REQUESTED, |e| {
+            e.request_id = request_id;
+            e.source = rs(source);
+            e.attrs = RVec::from(attrs);
+        });
+    }
+
     fn end_wrap(&mut self, id: &RString, cause: &str) {
         let Some(entry) = self.calls.get_mut(id) else {
             return;
@@ -983,6 +1081,12 @@ impl DesktopActor {
             let Some(Reverse((_, timer))) = self.timers.pop() else {
                 break;
             };
+            self.fire_one(timer, now);
+        }
+    }
+
+    fn fire_one(&mut self, timer: Timer, now: Instant) {
+        {
             match timer {
                 Timer::CommandDeadline(request_id) => {
                     if let Some(req) = self.requests.remove(&request_id) {
@@ -997,7 +1101,7 @@ impl DesktopActor {
                         );
                         tracing::warn!(connector = name, request_id, "{err}");
                         let connector = req.connector;
-                        self.complete(request_id, req, Err(err));
+                        self.complete(request_id, req, Err(err), "timeout");
                         self.connector_timed_out(connector);
                     }
                 }
@@ -1109,6 +1213,14 @@ impl DesktopActor {
     /// Raises `AgentStateChanged` when the effective state moved, and applies
     /// a pending request once the work is over.
     fn refresh_agent(&mut self, cause: &str) {
+        self.refresh_agent_with(cause, None);
+    }
+
+    /// Like `refresh_agent`; `report` = (connector, state) when a connector
+    /// reported an agent state: that is always raised (with attrs
+    /// `reported`), even when the shown state does not move (the agent is
+    /// busy), so the report is in every recording.
+    fn refresh_agent_with(&mut self, cause: &str, report: Option<(String, String)>) {
         let (live, wrapping) = self.has_live_work();
         if !live && !wrapping {
             if let Some(pending) = self.agent_pending.take() {
@@ -1118,15 +1230,19 @@ impl DesktopActor {
         let now = self.effective_agent_state();
         // While a requested state awaits the switch's confirmation the agent
         // keeps showing what it was (no flicker through Ready).
-        if self.agent_awaiting.is_some() && now != AgentState::Busy {
+        if self.agent_awaiting.is_some() && now != AgentState::Busy && report.is_none() {
             return;
         }
-        if now != self.agent_shown {
+        if now != self.agent_shown || report.is_some() {
             self.agent_shown = now;
             let view = self.agent_view();
             self.emit(EventKind::AGENT_STATE_CHANGED, |e| {
                 e.agent = ROption::RSome(view);
                 e.cause = rs(cause);
+                if let Some((source, state)) = report {
+                    e.source = RString::from(source);
+                    e.attrs.push(KeyValue::new("reported", state));
+                }
             });
         }
     }
@@ -1256,6 +1372,7 @@ impl DesktopActor {
     ) {
         let kind = command.kind;
         tracing::debug!(source, request_id, %kind, call = %command.call_id, "command");
+        self.emit_requested(&source, request_id, &command);
         if kind == CommandKind::SET_AGENT_STATE {
             let ROption::RSome(state) = command.agent_state.clone() else {
                 return self.reply_now(
@@ -1657,20 +1774,20 @@ impl DesktopActor {
             }
         }
         let was_agent_request = req.agent_state.is_some() && result.is_err();
-        self.complete(request_id, req, result);
+        self.complete(request_id, req, result, "connector");
         if was_agent_request {
             self.refresh_agent("rejected");
         }
     }
 
-    fn complete(&mut self, request_id: u64, req: PendingRequest, result: CommandResult) {
+    fn complete(&mut self, request_id: u64, req: PendingRequest, result: CommandResult, via: &str) {
         if let Some(cmd) = self.after_commands.remove(&request_id) {
             self.notify_after(&req.source, request_id, &cmd, &result);
         }
         let source = req.source.clone();
         let view = self.calls.get(&req.call_id).map(|e| e.view.clone());
         let connector = rs(&self.connectors[req.connector].name);
-        self.emit_outcome(&source, request_id, req.kind, view, connector, &result);
+        self.emit_outcome(&source, request_id, req.kind, view, connector, &result, via);
         if let Some(tx) = req.reply {
             let _ = tx.send(result);
         }
@@ -1693,12 +1810,17 @@ impl DesktopActor {
             None,
             RString::new(),
             &result,
+            "desktop",
         );
         if let Some(tx) = reply {
             let _ = tx.send(result);
         }
     }
 
+    /// Raises `CommandCompleted`/`CommandFailed`; `via` says what answered
+    /// (`connector`, `desktop`, `interceptor`, `timeout`, `restart`), which
+    /// `cti-host replay` needs to tell the connector's answers apart.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn emit_outcome(
         &mut self,
         source: &str,
@@ -1707,8 +1829,12 @@ impl DesktopActor {
         view: Option<RArc<CallView>>,
         connector: RString,
         result: &CommandResult,
+        via: &str,
     ) {
-        let mut attrs = vec![KeyValue::new("requester", source)];
+        let mut attrs = vec![
+            KeyValue::new("requester", source),
+            KeyValue::new("via", via),
+        ];
         if kind.known_name().is_some() {
             attrs.push(KeyValue::new("command", kind.to_string()));
         }
@@ -1744,9 +1870,10 @@ impl DesktopActor {
     /// The whole desktop, for a control's start or resync.
     pub fn snapshot(&self) -> DesktopSnapshot {
         let now = Instant::now();
-        let mut calls: Vec<RArc<CallView>> = self
-            .calls
-            .values()
+        let mut entries: Vec<&CallEntry> = self.calls.values().collect();
+        entries.sort_by_key(|e| e.created);
+        let calls: Vec<RArc<CallView>> = entries
+            .into_iter()
             .map(|e| match e.wrap_deadline {
                 Some(at) => {
                     let mut v = (*e.view).clone();
@@ -1757,11 +1884,6 @@ impl DesktopActor {
                 None => e.view.clone(),
             })
             .collect();
-        calls.sort_by(|a, b| {
-            a.started_ms
-                .cmp(&b.started_ms)
-                .then_with(|| a.call_id.cmp(&b.call_id))
-        });
         let mut plugins: Vec<PluginStatusView> = self
             .connectors
             .iter()

@@ -23,7 +23,7 @@ use cti_plugin_api::{
     Command, ConnectorEvent, DesktopEvent, DesktopSnapshot, ErrorKind, PluginError,
 };
 
-pub use actor::{ActorSettings, ConnectorSlot, ControlSlot, DesktopActor};
+pub use actor::{ActorSettings, ConnectorSlot, ControlSlot, DesktopActor, ReplayTimer};
 
 use crate::plugin::{CommandResult, PluginId};
 

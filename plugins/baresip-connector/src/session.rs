@@ -29,7 +29,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use cti_plugin_api::sdk::prelude::*;
 
 use crate::{
-    core::{Core, PhoneCall, Prev, Reaction, Task},
+    core::{Core, PhoneCall, Reaction, Task},
     netstring::{self, Decoder},
     proto::{self, Message, Response},
     sockopt,
@@ -765,34 +765,36 @@ impl Session {
         }
         // baresip's `accept` first holds its "previous call" (the one listed
         // before the current one): choose it by making it current just
-        // before the call to answer, in the same batch.
-        let mut prev = self.core.choose_prev(id);
-        let answered = |core: &Core, before: u32| {
+        // before the call to answer, in the same batch. If that hold fails
+        // (the previous call was not established — possibly a call that
+        // arrived after the choice), baresip answers nothing but leaves that
+        // call marked held, so a second attempt goes through.
+        let before = self.core.get(id).map_or(0, |c| c.local_sdp);
+        let answered = |core: &Core| {
             core.get(id)
                 .is_some_and(|c| c.local_sdp > before || c.established)
         };
-        let before = self.core.get(id).map_or(0, |c| c.local_sdp);
-        let pid = prev.as_ref().map(|(p, _)| p.clone());
-        self.on_call(id, pid.as_deref(), "accept", None, deadline)?;
-        let mut ok = answered(&self.core, before);
-        if !ok && prev.is_some() && self.core.get(id).is_some() {
-            // baresip could not hold the previous call (it was not
-            // established), so it answered nothing; that call is now marked
-            // held inside baresip and a second `accept` goes through.
-            self.log(
-                LogLevel::Debug,
-                &format!("accept of {id} had no effect (previous call not holdable); retrying"),
-            );
-            self.on_call(id, pid.as_deref(), "accept", None, deadline)?;
-            ok = answered(&self.core, before);
-            if let Some((_, kind)) = &mut prev {
-                if *kind == Prev::Connected {
-                    self.tasks.push_back(Task::Sync);
+        let mut prev = self.core.choose_prev(id);
+        let mut attempts = 0;
+        while attempts < 4 && self.core.get(id).is_some() && !answered(&self.core) {
+            if attempts > 0 {
+                self.log(
+                    LogLevel::Debug,
+                    &format!("accept of {id} had no effect (previous call not holdable); retrying"),
+                );
+                // Learn what baresip now has marked held.
+                self.tasks.push_back(Task::Sync);
+                // The previous call is now marked held inside baresip, so
+                // choosing it again makes the hold a no-op — unless it ended.
+                if prev.as_ref().map_or(true, |(p, _)| self.core.get(p).is_none()) {
+                    prev = self.core.choose_prev(id);
                 }
-                *kind = Prev::Ringing;
             }
+            attempts += 1;
+            let pid = prev.as_ref().map(|(p, _)| p.clone());
+            self.on_call(id, pid.as_deref(), "accept", None, deadline)?;
         }
-        if !ok {
+        if !answered(&self.core) {
             if self.core.get(id).is_none() {
                 return Err(err(
                     ErrorKind::INVALID_STATE,

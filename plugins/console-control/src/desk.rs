@@ -161,6 +161,12 @@ impl Desk {
             .or_else(|| self.most_recent(|_| true))
     }
 
+    /// The most recent call that takes a message now, else the current one.
+    pub fn chatting(&self) -> Option<usize> {
+        self.most_recent(|c| c.allowed.contains(CommandKind::SEND_MESSAGE))
+            .or_else(|| self.current())
+    }
+
     /// The most recent call in wrap-up, else the current one.
     pub fn wrapping(&self) -> Option<usize> {
         self.most_recent(|c| c.work.state == WorkState::WRAPPING)
@@ -227,6 +233,12 @@ impl Desk {
                 let mut req = self.on_call(CommandKind::BLIND_TRANSFER, n, "transfer")?;
                 req.command.target = number.as_str().into();
                 let _ = write!(req.label, " to {number}");
+                req
+            }
+            Key::Send(n, text) => {
+                let n = self.pick(*n, self.chatting(), "no chat to reply to")?;
+                let mut req = self.on_call(CommandKind::SEND_MESSAGE, n, "send on")?;
+                req.command.text = text.as_str().into();
                 req
             }
             Key::Dial(number) => {
@@ -302,7 +314,17 @@ impl Desk {
             line.push(' ');
         }
 
-        if let ROption::RSome(call) = &ev.call {
+        if let (ROption::RSome(call), Some(text)) = (&ev.call, self.transcript_line(ev)) {
+            // Chat transcript: who said what, without the call's state.
+            let _ = write!(line, " {text}");
+            if let (Some(n), true) = (number, ev.kind == EventKind::PARTICIPANT_LEFT) {
+                let keys = self.key_hints(n, call);
+                if !keys.is_empty() {
+                    line.push_str("  ");
+                    line.push_str(&keys);
+                }
+            }
+        } else if let ROption::RSome(call) = &ev.call {
             if matches!(ev.kind, EventKind::DELIVERED | EventKind::ORIGINATED) {
                 let _ = write!(line, " {} -> {}", or_dash(&call.ani), or_dash(&call.dnis));
             }
@@ -387,6 +409,30 @@ impl Desk {
         line
     }
 
+    /// The transcript form of a chat event (`alice@x: text`, `you: text`,
+    /// `alice@x is composing`, `alice@x left`), None for other events.
+    fn transcript_line(&self, ev: &DesktopEvent) -> Option<String> {
+        let who = or_dash(&ev.party);
+        let text = ev.text.as_str();
+        let cut = if lookup(&ev.attrs, "truncated") == Some("true") {
+            " [cut]"
+        } else {
+            ""
+        };
+        let earlier = if lookup(&ev.attrs, "history") == Some("true") {
+            "(earlier) "
+        } else {
+            ""
+        };
+        Some(match ev.kind {
+            EventKind::MESSAGE_RECEIVED => format!("{earlier}{who}: {text}{cut}"),
+            EventKind::MESSAGE_SENT => format!("you: {text}{cut}"),
+            EventKind::TYPING => format!("{who} is {}", or_dash(text)),
+            EventKind::PARTICIPANT_LEFT => format!("{who} left"),
+            _ => return None,
+        })
+    }
+
     /// The keys the call's allowed actions permit (`[a]nswer [x]reject`).
     /// A key that would act on another call by default carries the call's
     /// number (`[a2]nswer`).
@@ -420,6 +466,9 @@ impl Desk {
         if allowed.contains(CommandKind::BLIND_TRANSFER) {
             hints.push(format!("[{}]ransfer", key('t', current)));
         }
+        if allowed.contains(CommandKind::SEND_MESSAGE) {
+            hints.push(format!("[{}] <text> reply", key('s', self.chatting())));
+        }
         if allowed.contains(CommandKind::MUTE) {
             hints.push(format!("[{}]ute", key('m', current)));
         }
@@ -436,7 +485,7 @@ impl Desk {
     pub fn header(&self) -> String {
         format!(
             "CTI console | agent {} | {}{} | keys: a answer, x reject, h hang up, o hold/retrieve, \
-             d <number> dial, t <number> transfer, r ready, n [reason] not ready, l log out, ? help",
+             d <number> dial, t <number> transfer, s <text> reply, r ready, n [reason] not ready, l log out, ? help",
             or_dash(&self.agent.agent_id),
             self.agent.state,
             match &self.agent.pending {
@@ -492,6 +541,7 @@ impl Desk {
             "  w / wN        end wrap-up",
             "  d <number>    dial",
             "  t <number>    blind transfer the current call (tN <number>: call N)",
+            "  s <text>      reply on the current chat (sN <text>: chat N)",
             "  r             ready",
             "  n [reason]    not ready",
             "  l             log out",
@@ -535,6 +585,8 @@ fn event_colour(kind: EventKind) -> Option<&'static str> {
         | EventKind::LINK_UP
         | EventKind::DESKTOP_READY => "32",
         EventKind::HELD => "36",
+        EventKind::MESSAGE_RECEIVED => "1",
+        EventKind::TYPING | EventKind::PARTICIPANT_LEFT => "2",
         EventKind::FAILED
         | EventKind::COMMAND_FAILED
         | EventKind::AGENT_STATE_REJECTED

@@ -2,7 +2,8 @@
 //!
 //! A line holds one or more keys separated by spaces (`a`, `a2 r`,
 //! `d 5551234`, `n Lunch`). Call keys take an optional call number glued
-//! to them (`a2` = answer call 2).
+//! to them (`a2` = answer call 2). `s`/`sN` takes the rest of the line as
+//! a chat message (`s2 Hello, how can I help?`).
 
 use std::fmt;
 
@@ -25,6 +26,9 @@ pub enum Key {
     Dial(String),
     /// `t[N] <number>`: blind transfer the current call (or call N).
     Transfer(Option<usize>, String),
+    /// `s[N] <text>`: send the rest of the line as a chat message on the
+    /// current chat (or call N).
+    Send(Option<usize>, String),
     /// `r`: Ready.
     Ready,
     /// `n [reason]`: NotReady, with a reason code or the first configured one.
@@ -53,6 +57,19 @@ pub fn parse_line(line: &str) -> Result<Vec<Key>, KeyError> {
     let mut keys = Vec::new();
     let mut tokens = line.split_whitespace().peekable();
     while let Some(tok) = tokens.next() {
+        if let Some(rest) = tok.strip_prefix(['s', 'S']) {
+            if rest.bytes().all(|b| b.is_ascii_digit()) {
+                let call = call_number(tok, rest)?;
+                // The message is the rest of the line, spaces kept.
+                let at = tok.as_ptr() as usize - line.as_ptr() as usize + tok.len();
+                let text = line[at..].trim();
+                if text.is_empty() {
+                    return Err(KeyError("s needs a message: s <text>".into()));
+                }
+                keys.push(Key::Send(call, text.to_owned()));
+                break;
+            }
+        }
         let mut chars = tok.chars();
         let Some(first) = chars.next() else { continue };
         let rest = chars.as_str();
@@ -158,6 +175,21 @@ mod tests {
         assert_eq!(keys("n Lunch"), vec![Key::NotReady(Some("Lunch".into()))]);
         // A word that starts like a key but is not one is a reason.
         assert_eq!(keys("n Away"), vec![Key::NotReady(Some("Away".into()))]);
+    }
+
+    #[test]
+    fn send_takes_the_rest_of_the_line() {
+        assert_eq!(
+            keys("s Hello,  how can I help?"),
+            vec![Key::Send(None, "Hello,  how can I help?".into())]
+        );
+        assert_eq!(
+            keys("a2 s2 hi r"),
+            vec![Key::Answer(Some(2)), Key::Send(Some(2), "hi r".into())]
+        );
+        assert!(parse_line("s").is_err());
+        assert!(parse_line("s3   ").is_err());
+        assert!(parse_line("sx hello").is_err());
     }
 
     #[test]

@@ -13,8 +13,13 @@
 //! | `w` / `wN` | end wrap-up |
 //! | `d <number>` | dial |
 //! | `t <number>` / `tN <number>` | blind transfer |
+//! | `s <text>` / `sN <text>` | reply on the current chat / chat N (the rest of the line is the message) |
 //! | `r` / `n [reason]` / `l` | Ready / NotReady / LoggedOut |
 //! | `?` | help |
+//!
+//! Chats show as a transcript: `#2 MessageReceived alice@example.com: Hi`,
+//! `#2 MessageSent you: Hello`, `alice@example.com is composing`,
+//! `alice@example.com left`.
 //!
 //! Calls are numbered from 1 in the order they appear; a number stays with
 //! its call until the desktop removes it (`CallRemoved`), then is reused.

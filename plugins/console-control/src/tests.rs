@@ -461,3 +461,80 @@ fn settings() {
         assert_eq!(err.kind, ErrorKind::BAD_SETTINGS, "{bad}");
     }
 }
+
+fn chat(id: &str, state: ConnectionState, allowed: &[CommandKind]) -> CallView {
+    let mut v = view(id, state, allowed);
+    v.channel = "chat".into();
+    v.ani = "alice@example.com".into();
+    v.dnis = "agent@example.com".into();
+    v
+}
+
+#[test]
+fn chats_show_as_a_transcript() {
+    let mut desk = Desk::new("1001", false);
+    desk.reset(&snapshot());
+    let line = desk.on_event(&call_event(
+        1,
+        EventKind::DELIVERED,
+        chat("xmpp-1", S::Alerting, &[K::ANSWER, K::REJECT]),
+    ));
+    assert!(line.contains("alice@example.com -> agent@example.com Alerting"), "{line}");
+    let mut ev = call_event(2, EventKind::MESSAGE_RECEIVED, chat("xmpp-1", S::Alerting, &[K::ANSWER, K::REJECT]));
+    ev.party = "alice@example.com".into();
+    ev.text = "Hello, I need help".into();
+    assert_eq!(
+        desk.on_event(&ev),
+        "01:01:03 #1  MessageReceived   alice@example.com: Hello, I need help"
+    );
+    let connected = chat("xmpp-1", S::Connected, &[K::HANGUP, K::SEND_MESSAGE]);
+    let line = desk.on_event(&call_event(3, EventKind::ESTABLISHED, connected.clone()));
+    assert!(line.ends_with("[h]angup [s] <text> reply"), "{line}");
+    let mut ev = call_event(4, EventKind::MESSAGE_SENT, connected.clone());
+    ev.party = "agent@example.com".into();
+    ev.text = "Hi, how can I help?".into();
+    ev.attrs.push(KeyValue::new("truncated", "true"));
+    assert_eq!(
+        desk.on_event(&ev),
+        "01:01:05 #1  MessageSent       you: Hi, how can I help? [cut]"
+    );
+    let mut ev = call_event(5, EventKind::TYPING, connected.clone());
+    ev.party = "alice@example.com".into();
+    ev.text = "composing".into();
+    assert_eq!(
+        desk.on_event(&ev),
+        "01:01:06 #1  Typing            alice@example.com is composing"
+    );
+    let mut ev = call_event(6, EventKind::PARTICIPANT_LEFT, connected);
+    ev.party = "alice@example.com".into();
+    assert!(desk.on_event(&ev).contains("alice@example.com left"));
+}
+
+#[test]
+fn s_sends_the_message_to_the_current_chat() {
+    let out = Captured::default();
+    let (c, submitted) = console(Box::new(out.clone()), false);
+    let mut desk_snapshot = snapshot();
+    desk_snapshot.calls = RVec::from(vec![
+        RArc::new(view("v-1", S::Connected, &[K::HANGUP, K::HOLD])),
+        RArc::new(chat("xmpp-1", S::Connected, &[K::HANGUP, K::SEND_MESSAGE])),
+        RArc::new(chat("xmpp-2", S::Alerting, &[K::ANSWER])),
+    ]);
+    lock(&c.shared.desk).reset(&desk_snapshot);
+    c.handle_line("s Hello there, Alice");
+    c.handle_line("s2   second  line ");
+    c.handle_line("s1 not a chat");
+    let cmds = lock(&submitted).clone();
+    assert_eq!(cmds.len(), 3);
+    assert_eq!(cmds[0].kind, K::SEND_MESSAGE);
+    assert_eq!(cmds[0].call_id.as_str(), "xmpp-1");
+    assert_eq!(cmds[0].text.as_str(), "Hello there, Alice");
+    assert_eq!(cmds[1].call_id.as_str(), "xmpp-1");
+    assert_eq!(cmds[1].text.as_str(), "second  line");
+    // Call 1 is the voice call: the desktop refuses it, the console sends it as asked.
+    assert_eq!(cmds[2].call_id.as_str(), "v-1");
+    let printed = out.take();
+    assert!(printed.contains("send on #2"), "{printed}");
+    c.handle_line("s");
+    assert!(out.take().contains("s needs a message"));
+}

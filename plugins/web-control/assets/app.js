@@ -41,6 +41,8 @@
     Canceled: 'Canceled',
   };
   const LOG_MAX = 200;
+  // The audit trail of submitted commands duplicates their outcome lines.
+  const LOG_HIDDEN = new Set(['CommandRequested']);
   let lastLoggedSeq = 0; // the newest event in the log
 
   const $ = (id) => document.getElementById(id);
@@ -255,7 +257,7 @@
       const ev = m.event;
       if (ev && ev.seq > lastLoggedSeq) {
         lastLoggedSeq = ev.seq;
-        log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+        if (!LOG_HIDDEN.has(ev.event)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
       }
     }
     const wasOffline = document.body.classList.contains('offline');
@@ -313,7 +315,7 @@
     }
     if (ev.seq > lastLoggedSeq) {
       lastLoggedSeq = ev.seq;
-      log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+      if (!LOG_HIDDEN.has(ev.event)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
     }
     scheduleRender();
   }
@@ -326,7 +328,7 @@
 
   function describe(ev) {
     const parts = [];
-    const outcome = ev.event === 'CommandCompleted' || ev.event === 'CommandFailed';
+    const outcome = ['CommandCompleted', 'CommandFailed', 'CommandRequested'].includes(ev.event);
     if (outcome) {
       if (ev.attrs && ev.attrs.command) parts.push(ev.attrs.command);
       if (ev.attrs && ev.attrs.requester) parts.push(`by ${ev.attrs.requester}`);
@@ -472,6 +474,7 @@
         { class: 'call-head' },
         h('span', { class: 'dir' }),
         h('h3', { id: titleId, class: 'call-title' }),
+        h('span', { class: 'call-name' }),
         h('span', { class: 'badge call-state' }),
         h('span', { class: 'timer', role: 'timer', 'aria-label': 'Call time' }),
       ),
@@ -563,6 +566,11 @@
     const title = head.querySelector('.call-title');
     const t = far(call);
     if (title.textContent !== t) title.textContent = t;
+    // The screen-popped contact's name, from the call's session.
+    const session = Array.from(S.sessions.values()).find((x) => x.call_id === call.call_id);
+    const who = session && session.contact ? session.contact.name || '' : '';
+    const nameEl = head.querySelector('.call-name');
+    if (nameEl.textContent !== who) nameEl.textContent = who;
     const badge = head.querySelector('.call-state');
     const wrapping = call.work && call.work.state === 'Wrapping';
     const label = wrapping ? 'Wrap-up' : (STATE_LABEL[call.state] || call.state) + (call.muted ? ' · muted' : '');

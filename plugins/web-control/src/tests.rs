@@ -326,6 +326,13 @@ fn a_slow_tab_lags_instead_of_blocking_events() {
     let v: Value = serde_json::from_str(snap.as_str()).expect("json");
     assert_eq!(v["type"], "snapshot");
     assert_eq!(v["snapshot"]["seq"], 10 + hub::BACKLOG as u64 * 3 - 1);
+    // The recent events ride along for the page's log, newest last.
+    let recent = v["recent"].as_array().expect("recent");
+    assert_eq!(recent.len(), hub::RECENT);
+    assert_eq!(
+        recent.last().expect("one")["event"]["seq"],
+        10 + hub::BACKLOG as u64 * 3 - 1
+    );
 }
 
 #[test]

@@ -231,7 +231,8 @@ fn main() {
         registrar: None,
         answermode: mode.into(),
         max_calls: 4096,
-        verbose: false,
+        // SIP_BENCH_VERBOSE=1: baresip logs every ctrl_tcp command (slower).
+        verbose: std::env::var_os("SIP_BENCH_VERBOSE").is_some(),
     };
     let auto = Baresip::start(&lab, "auto", opts("auto"));
     let cti = Baresip::start(&lab, "cti", opts("manual"));

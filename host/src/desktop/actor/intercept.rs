@@ -272,6 +272,7 @@ impl DesktopActor {
             view,
             connector,
             &result,
+            "interceptor",
         );
         if let Some(tx) = ic.reply {
             let _ = tx.send(result);

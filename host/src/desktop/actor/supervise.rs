@@ -151,7 +151,7 @@ impl DesktopActor {
                             ErrorKind::UNAVAILABLE,
                             format!("connector \"{name}\" was restarted before it answered"),
                         );
-                        self.complete(id, req, Err(err));
+                        self.complete(id, req, Err(err), "restart");
                     }
                 }
             }
@@ -226,13 +226,14 @@ impl DesktopActor {
                 slot.worker = worker;
                 slot.caps = caps;
                 slot.source = src;
-                let ids: Vec<RString> = self
+                let mut ids: Vec<(u64, RString)> = self
                     .calls
                     .iter()
                     .filter(|(_, e)| e.connector == i && !e.cleared)
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, e)| (e.created, k.clone()))
                     .collect();
-                for id in ids {
+                ids.sort();
+                for (_, id) in ids {
                     let prev = self.calls[&id].view.state;
                     self.refresh_allowed(i, &id, prev);
                 }

@@ -1,0 +1,372 @@
+//! `cti-host replay RECORDING --manifest MANIFEST`: drives the desktop
+//! manager with what a recording says happened — connector events, agent
+//! state reports, link changes, commands submitted by controls and `ctl`,
+//! the connectors' answers, timers that fired — with no phone system, and
+//! writes the desktop events it produces. Replaying a recording reproduces
+//! the same desktop events in the same order (times aside), so a customer's
+//! recording becomes a regression test: `--compare` exits 1 at the first
+//! difference.
+//!
+//! The desktop runs synchronously here (one input at a time, no clock):
+//! connectors are virtual (their answers come from the recording) and the
+//! manifest's controls run as usual. Inputs that cannot be replayed
+//! deterministically — interceptors (a round trip to a control thread),
+//! plugin restarts and reloads — are reported, not reproduced.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::ExitCode,
+};
+
+use abi_stable::std_types::{ROption, RVec};
+use cti_plugin_api::{
+    sdk::json, AgentState, CallInfo, Command, CommandKind, ConnectionState, ConnectorEvent,
+    Direction, ErrorKind, EventKind, KeyValue, Outcome, PluginError,
+};
+use serde_json::Value;
+
+use crate::{
+    app,
+    desktop::{DesktopMsg, ReplayTimer},
+};
+
+/// Requesters whose commands the desktop makes itself (not re-submitted).
+const INTERNAL: [&str; 4] = ["auto-answer", "capacity", "ring-timeout", "desktop"];
+
+/// Kinds that a replay cannot reproduce (left out of comparisons).
+const NOT_REPLAYED: [&str; 4] = [
+    "PluginStatus",
+    "PluginReloaded",
+    "PluginReloadFailed",
+    "Resync",
+];
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn attr<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get("attrs").map(|a| text(a, key)).unwrap_or("")
+}
+
+fn pairs(v: Option<&Value>, skip: &[&str]) -> RVec<KeyValue> {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .map(|(k, v)| KeyValue::new(k.as_str(), v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn state(s: &str) -> ConnectionState {
+    ConnectionState::parse(s).unwrap_or(ConnectionState::Null)
+}
+
+/// One recorded line turned into what to do with it.
+enum Input {
+    Msg(DesktopMsg),
+    Timer(ReplayTimer),
+    Skip,
+}
+
+struct Reader<'a> {
+    connectors: &'a [String],
+    seen_calls: HashSet<String>,
+}
+
+impl Reader<'_> {
+    fn connector(&self, name: &str) -> Option<usize> {
+        self.connectors.iter().position(|c| c == name)
+    }
+
+    fn input(&mut self, v: &Value) -> Result<Input, String> {
+        let event = text(v, "event");
+        let source = text(v, "source");
+        let request_id = v.get("request_id").and_then(Value::as_u64).unwrap_or(0);
+        Ok(match event {
+            "CommandRequested" => {
+                let requester = attr(v, "requester");
+                if INTERNAL.contains(&requester) {
+                    return Ok(Input::Skip);
+                }
+                let kind = CommandKind::parse(attr(v, "command"))
+                    .ok_or_else(|| format!("unknown command \"{}\"", attr(v, "command")))?;
+                let mut command = Command::new(kind, attr(v, "call_id"));
+                command.other_call_id = attr(v, "other_call_id").into();
+                command.target = attr(v, "target").into();
+                command.text = attr(v, "text").into();
+                command.connector = attr(v, "connector").into();
+                if !attr(v, "agent_state").is_empty() {
+                    let s = AgentState::parse(attr(v, "agent_state"))
+                        .ok_or_else(|| format!("bad agent_state \"{}\"", attr(v, "agent_state")))?;
+                    command.agent_state = ROption::RSome(s);
+                }
+                if let Some(a) = v.get("attrs").and_then(Value::as_object) {
+                    for (k, val) in a {
+                        if let Some(k) = k.strip_prefix("attr.") {
+                            command
+                                .attrs
+                                .push(KeyValue::new(k, val.as_str().unwrap_or_default()));
+                        }
+                    }
+                }
+                Input::Msg(DesktopMsg::Submit {
+                    source: requester.to_owned(),
+                    request_id,
+                    command,
+                    reply: None,
+                })
+            }
+            "CommandCompleted" | "CommandFailed" => match attr(v, "via") {
+                "connector" => {
+                    let Some(connector) = self.connector(source) else {
+                        return Ok(Input::Skip);
+                    };
+                    let result = if event == "CommandCompleted" {
+                        Ok(Outcome {
+                            call_id: attr(v, "new_call_id").into(),
+                            detail: text(v, "text").into(),
+                        })
+                    } else {
+                        Err(PluginError::new(
+                            ErrorKind::parse(text(v, "cause")).unwrap_or(ErrorKind::INTERNAL),
+                            text(v, "text"),
+                        ))
+                    };
+                    Input::Msg(DesktopMsg::Outcome {
+                        connector,
+                        request_id,
+                        result,
+                    })
+                }
+                "timeout" => Input::Timer(ReplayTimer::CommandDeadline(request_id)),
+                _ => Input::Skip,
+            },
+            "ConnectorStatus" => {
+                let Some(connector) = self.connector(source) else {
+                    return Ok(Input::Skip);
+                };
+                let kind = match text(v, "text") {
+                    "Connected" => EventKind::LINK_UP,
+                    "Disconnected" => EventKind::LINK_DOWN,
+                    _ => EventKind::LINK_RECONNECTING,
+                };
+                let mut ev = ConnectorEvent::new(kind, "", ConnectionState::Null);
+                ev.cause = text(v, "cause").into();
+                Input::Msg(DesktopMsg::Event {
+                    connector,
+                    event: ev,
+                })
+            }
+            "AgentStateChanged" => {
+                let reported = attr(v, "reported");
+                let (Some(connector), false) = (self.connector(source), reported.is_empty()) else {
+                    return Ok(Input::Skip);
+                };
+                let mut ev =
+                    ConnectorEvent::new(EventKind::AGENT_STATE_CHANGED, "", ConnectionState::Null);
+                let s = AgentState::parse(reported)
+                    .ok_or_else(|| format!("bad reported state \"{reported}\""))?;
+                ev.agent_state = ROption::RSome(s);
+                Input::Msg(DesktopMsg::Event {
+                    connector,
+                    event: ev,
+                })
+            }
+            "WorkItem" => {
+                let cause = text(v, "cause");
+                let call = text(v, "call_id").into();
+                if cause == "wrap-up time is over" {
+                    Input::Timer(ReplayTimer::WrapUpEnd(call))
+                } else if cause.starts_with("not answered within") {
+                    Input::Timer(ReplayTimer::RingTimeout(call))
+                } else {
+                    Input::Skip
+                }
+            }
+            _ => {
+                let Some(kind) = EventKind::parse(event) else {
+                    return Ok(Input::Skip);
+                };
+                let (Some(connector), false, Some(call)) =
+                    (self.connector(source), kind.is_desktop(), v.get("call"))
+                else {
+                    return Ok(Input::Skip);
+                };
+                let call_id = text(call, "call_id");
+                let mut ev = ConnectorEvent::new(kind, call_id, state(text(v, "state")));
+                ev.party = text(v, "party").into();
+                ev.cause = text(v, "cause").into();
+                ev.text = text(v, "text").into();
+                ev.related_call_id = attr(v, "related_call_id").into();
+                ev.attrs = pairs(v.get("attrs"), &["related_call_id"]);
+                if self.seen_calls.insert(call_id.to_owned()) {
+                    ev.call = ROption::RSome(CallInfo {
+                        call_id: call_id.into(),
+                        direction: if text(call, "direction") == "outbound" {
+                            Direction::Outbound
+                        } else {
+                            Direction::Inbound
+                        },
+                        ani: text(call, "ani").into(),
+                        dnis: text(call, "dnis").into(),
+                        state: state(text(v, "state")),
+                        data: pairs(call.get("data"), &[]),
+                    });
+                }
+                Input::Msg(DesktopMsg::Event {
+                    connector,
+                    event: ev,
+                })
+            }
+        })
+    }
+}
+
+/// An event without what differs from run to run (times, countdowns).
+fn normalised(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("time_ms");
+        o.remove("seq");
+        if let Some(c) = o.get_mut("call").and_then(Value::as_object_mut) {
+            c.remove("started_ms");
+            c.remove("answered_ms");
+            if let Some(w) = c.get_mut("work").and_then(Value::as_object_mut) {
+                w.remove("wrap_up_remaining_ms");
+            }
+        }
+    }
+    v
+}
+
+fn read_recording(path: &Path) -> Result<Vec<Value>, String> {
+    let f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("{}:{}: not a recorded event: {e}", path.display(), i + 1))?;
+        if text(&v, "event").is_empty() {
+            return Err(format!(
+                "{}:{}: not a recorded event: no \"event\"",
+                path.display(),
+                i + 1
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Runs the replay; see the module docs.
+pub fn main(recording: &Path, manifest: &Path, out: Option<&Path>, compare: bool) -> ExitCode {
+    let events = match read_recording(recording) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let prepared = match app::prepare(manifest) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut actor, connectors) = match app::replay_actor(&prepared) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 20);
+    actor.step(DesktopMsg::Subscribe(tx));
+    actor.startup();
+    let mut reader = Reader {
+        connectors: &connectors,
+        seen_calls: HashSet::new(),
+    };
+    let mut produced: Vec<String> = Vec::new();
+    let mut drain =
+        |rx: &mut tokio::sync::mpsc::Receiver<std::sync::Arc<cti_plugin_api::DesktopEvent>>| {
+            while let Ok(ev) = rx.try_recv() {
+                produced.push(json::event_to_json(&ev));
+            }
+        };
+    for (i, v) in events.iter().enumerate() {
+        match reader.input(v) {
+            Ok(Input::Msg(m)) => actor.step(m),
+            Ok(Input::Timer(t)) => actor.fire(t),
+            Ok(Input::Skip) => {}
+            Err(e) => {
+                eprintln!("{}:{}: {e}", recording.display(), i + 1);
+                return ExitCode::from(2);
+            }
+        }
+        drain(&mut rx);
+    }
+    actor.finish();
+    drain(&mut rx);
+    if let Some(out) = out {
+        let mut text = produced.join("\n");
+        text.push('\n');
+        if let Err(e) = fs::File::create(out).and_then(|mut f| f.write_all(text.as_bytes())) {
+            eprintln!("{}: {e}", out.display());
+            return ExitCode::from(1);
+        }
+    }
+    println!(
+        "replayed {} recorded events; the desktop raised {}",
+        events.len(),
+        produced.len()
+    );
+    if !compare {
+        return ExitCode::SUCCESS;
+    }
+    let want: Vec<Value> = events
+        .iter()
+        .filter(|v| !NOT_REPLAYED.contains(&text(v, "event")))
+        .cloned()
+        .map(normalised)
+        .collect();
+    let got: Vec<Value> = produced
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v| !NOT_REPLAYED.contains(&text(v, "event")))
+        .map(normalised)
+        .collect();
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        if w != g {
+            eprintln!(
+                "replay differs at event {} of {}:\n  recorded: {w}\n  replayed: {g}",
+                i + 1,
+                want.len()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    if want.len() != got.len() {
+        eprintln!(
+            "replay differs: {} events recorded, {} replayed (first extra: {})",
+            want.len(),
+            got.len(),
+            want.get(got.len())
+                .or(got.get(want.len()))
+                .map(Value::to_string)
+                .unwrap_or_default()
+        );
+        return ExitCode::from(1);
+    }
+    println!("identical: {} events in the same order", want.len());
+    ExitCode::SUCCESS
+}
