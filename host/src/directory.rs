@@ -508,19 +508,17 @@ impl Directory {
         let bytes =
             std::fs::read(csv).map_err(|e| DirectoryError(format!("{file}: cannot read: {e}")))?;
         let mut records = CsvReader::new(&bytes);
-        let header = loop {
-            match records.next() {
-                None => {
-                    return Err(DirectoryError(format!(
-                        "{file}: empty: the first row must be a header naming id, name and phone"
-                    )))
-                }
-                Some(Ok(r)) => break r,
-                Some(Err((line, reason))) => {
-                    return Err(DirectoryError(format!(
-                        "{file}:{line}: header row: {reason}"
-                    )))
-                }
+        let header = match records.next() {
+            None => {
+                return Err(DirectoryError(format!(
+                    "{file}: empty: the first row must be a header naming id, name and phone"
+                )))
+            }
+            Some(Ok(r)) => r,
+            Some(Err((line, reason))) => {
+                return Err(DirectoryError(format!(
+                    "{file}:{line}: header row: {reason}"
+                )))
             }
         };
         let columns = Columns::from_header(&header.fields)

@@ -314,6 +314,21 @@ impl Host {
         stdout(&o)
     }
 
+    /// The host's resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return 0;
+        };
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// True while the host process runs.
     pub fn is_running(&mut self) -> bool {
         self.child

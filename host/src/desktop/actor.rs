@@ -705,6 +705,7 @@ impl DesktopActor {
         match ev.kind {
             _ if created => self.open_session(&id),
             EventKind::ESTABLISHED => self.focus_session(&id, "answered"),
+            EventKind::RETRIEVED => self.focus_session(&id, "retrieved"),
             EventKind::MESSAGE_RECEIVED => {
                 let who = if ev.party.is_empty() {
                     "customer"
@@ -856,7 +857,11 @@ impl DesktopActor {
                 wrap_up_unlimited: false,
                 disposition: RString::new(),
             },
-            attrs: RVec::new(),
+            attrs: if ev.related_call_id.is_empty() {
+                RVec::new()
+            } else {
+                RVec::from(vec![KeyValue::new("consult_of", ev.related_call_id.clone())])
+            },
         };
         tracing::info!(
             connector = slot.name,
