@@ -69,7 +69,7 @@ fn state(s: &str) -> ConnectionState {
 
 /// One recorded line turned into what to do with it.
 enum Input {
-    Msg(DesktopMsg),
+    Msg(Box<DesktopMsg>),
     Timer(ReplayTimer),
     Skip,
 }
@@ -115,12 +115,12 @@ impl Reader<'_> {
                         }
                     }
                 }
-                Input::Msg(DesktopMsg::Submit {
+                Input::Msg(Box::new(DesktopMsg::Submit {
                     source: requester.to_owned(),
                     request_id,
                     command,
                     reply: None,
-                })
+                }))
             }
             "CommandCompleted" | "CommandFailed" => match attr(v, "via") {
                 "connector" => {
@@ -138,11 +138,11 @@ impl Reader<'_> {
                             text(v, "text"),
                         ))
                     };
-                    Input::Msg(DesktopMsg::Outcome {
+                    Input::Msg(Box::new(DesktopMsg::Outcome {
                         connector,
                         request_id,
                         result,
-                    })
+                    }))
                 }
                 "timeout" => Input::Timer(ReplayTimer::CommandDeadline(request_id)),
                 _ => Input::Skip,
@@ -158,10 +158,10 @@ impl Reader<'_> {
                 };
                 let mut ev = ConnectorEvent::new(kind, "", ConnectionState::Null);
                 ev.cause = text(v, "cause").into();
-                Input::Msg(DesktopMsg::Event {
+                Input::Msg(Box::new(DesktopMsg::Event {
                     connector,
                     event: ev,
-                })
+                }))
             }
             "AgentStateChanged" => {
                 let reported = attr(v, "reported");
@@ -173,10 +173,10 @@ impl Reader<'_> {
                 let s = AgentState::parse(reported)
                     .ok_or_else(|| format!("bad reported state \"{reported}\""))?;
                 ev.agent_state = ROption::RSome(s);
-                Input::Msg(DesktopMsg::Event {
+                Input::Msg(Box::new(DesktopMsg::Event {
                     connector,
                     event: ev,
-                })
+                }))
             }
             "WorkItem" => {
                 let cause = text(v, "cause");
@@ -219,10 +219,10 @@ impl Reader<'_> {
                         data: pairs(call.get("data"), &[]),
                     });
                 }
-                Input::Msg(DesktopMsg::Event {
+                Input::Msg(Box::new(DesktopMsg::Event {
                     connector,
                     event: ev,
-                })
+                }))
             }
         })
     }
@@ -305,7 +305,7 @@ pub fn main(recording: &Path, manifest: &Path, out: Option<&Path>, compare: bool
         };
     for (i, v) in events.iter().enumerate() {
         match reader.input(v) {
-            Ok(Input::Msg(m)) => actor.step(m),
+            Ok(Input::Msg(m)) => actor.step(*m),
             Ok(Input::Timer(t)) => actor.fire(t),
             Ok(Input::Skip) => {}
             Err(e) => {

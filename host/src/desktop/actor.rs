@@ -207,6 +207,8 @@ pub struct DesktopActor {
     internal_ids: u64,
     /// Calls created so far (their `created` order).
     created_calls: u64,
+    /// The command being submitted, while it is handled.
+    current_kind: Option<CommandKind>,
     unknown_call_events: u64,
     spawner: Spawner,
     /// Each command's interceptors, in priority order.
@@ -263,6 +265,7 @@ impl DesktopActor {
             subscribers: Vec::new(),
             internal_ids: 1 << 62,
             created_calls: 0,
+            current_kind: None,
             unknown_call_events: 0,
             spawner,
             interceptors,
@@ -1375,6 +1378,19 @@ impl DesktopActor {
         command: Command,
         reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
     ) {
+        // Outcomes decided while handling this submission name its command.
+        let outer = self.current_kind.replace(command.kind);
+        self.submit_inner(source, request_id, command, reply);
+        self.current_kind = outer;
+    }
+
+    fn submit_inner(
+        &mut self,
+        source: String,
+        request_id: u64,
+        command: Command,
+        reply: Option<tokio::sync::oneshot::Sender<CommandResult>>,
+    ) {
         let kind = command.kind;
         tracing::debug!(source, request_id, %kind, call = %command.call_id, "command");
         self.emit_requested(&source, request_id, &command);
@@ -1808,10 +1824,11 @@ impl DesktopActor {
         if let Err(e) = &result {
             tracing::info!(source, request_id, "command refused: {e}");
         }
+        let kind = self.current_kind.unwrap_or(CommandKind(u16::MAX));
         self.emit_outcome(
             source,
             request_id,
-            CommandKind(u16::MAX),
+            kind,
             None,
             RString::new(),
             &result,
