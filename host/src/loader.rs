@@ -874,6 +874,15 @@ mod elf {
                 r.u16(48)?,
             )
         };
+        // A program header is 56 bytes (ELF64) or 32 (ELF32); smaller
+        // entries are malformed (and would make the walk below re-read one
+        // entry up to 65535 times).
+        let min_phent: u16 = if wide { 56 } else { 32 };
+        if phnum > 0 && phentsize < min_phent {
+            return Err(format!(
+                "not a shared library: program header entries of {phentsize} bytes (at least {min_phent} expected)"
+            ));
+        }
         let len = b.len() as u64;
         let table_end =
             |off: u64, size: u16, n: u16| off.saturating_add(u64::from(size) * u64::from(n));
@@ -1019,6 +1028,18 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn refuses_undersized_program_headers() {
+        let mut b = this_exe();
+        if u16::from_le_bytes([b[16], b[17]]) != 3 {
+            return;
+        }
+        b[54] = 8; // e_phentsize
+        b[55] = 0;
+        let e = check_object_file(&b).unwrap_err();
+        assert!(e.contains("program header entries of 8 bytes"), "{e}");
     }
 
     #[test]

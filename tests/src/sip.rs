@@ -199,7 +199,9 @@ impl Proc {
 
     /// Its exit status, if it ended.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `timeout` for it to end.
@@ -445,7 +447,13 @@ impl Kamailio {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let proc = Proc::spawn("kamailio", "kamailio", &args, lab.path(), lab.file("kamailio.log"));
+        let proc = Proc::spawn(
+            "kamailio",
+            "kamailio",
+            &args,
+            lab.path(),
+            lab.file("kamailio.log"),
+        );
         let k = Kamailio { port, proc };
         let up = wait_for(Duration::from_secs(10), || {
             options("ping", port, Duration::from_millis(100)).is_some()
@@ -703,10 +711,7 @@ impl Ctrl {
                     Ok(n) => n,
                 };
                 buf.extend_from_slice(&chunk[..n]);
-                loop {
-                    let Some(colon) = buf.iter().position(|&b| b == b':') else {
-                        break;
-                    };
+                while let Some(colon) = buf.iter().position(|&b| b == b':') {
                     let Some(len) = std::str::from_utf8(&buf[..colon])
                         .ok()
                         .and_then(|s| s.parse::<usize>().ok())
@@ -768,7 +773,12 @@ impl Ctrl {
     }
 
     /// Waits for an event matching `pred` (kept events first).
-    pub fn wait_event(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_event(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(i) = self
             .pending
             .iter()
@@ -802,7 +812,10 @@ impl Ctrl {
 
 /// The folder of the SIPp scenarios (`tests/fixtures/sip`).
 pub fn scenarios() -> PathBuf {
-    crate::workspace().join("tests").join("fixtures").join("sip")
+    crate::workspace()
+        .join("tests")
+        .join("fixtures")
+        .join("sip")
 }
 
 /// A SIPp run being prepared.
@@ -982,8 +995,8 @@ impl Sipp {
         subs: &[(&str, &str)],
     ) -> SippBuilder<'a> {
         let path = scenarios().join(file);
-        let mut text = fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for (from, to) in subs {
             text = text.replace(from, to);
         }
@@ -1040,10 +1053,7 @@ impl Sipp {
     pub fn wait(&mut self, timeout: Duration) -> i32 {
         match self.proc.wait(timeout) {
             Some(st) => st.code().unwrap_or(-1),
-            None => panic!(
-                "SIPp did not finish within {timeout:?}\n{}",
-                self.report()
-            ),
+            None => panic!("SIPp did not finish within {timeout:?}\n{}", self.report()),
         }
     }
 

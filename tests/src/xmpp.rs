@@ -228,7 +228,10 @@ VirtualHost "{DOMAIN}"
             self.server()
         );
         match &self.ca_file {
-            Some(ca) => s.push_str(&format!("tls = \"starttls\"\nca_file = \"{}\"\n", ca.display())),
+            Some(ca) => s.push_str(&format!(
+                "tls = \"starttls\"\nca_file = \"{}\"\n",
+                ca.display()
+            )),
             None => s.push_str("tls = \"none\"\n"),
         }
         s
@@ -269,24 +272,58 @@ fn make_certs(dir: &Path) -> PathBuf {
         );
     };
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=CTI Test CA",
-        "-keyout", "ca/ca.key", "-out", "ca/ca.crt",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=CTI Test CA",
+        "-keyout",
+        "ca/ca.key",
+        "-out",
+        "ca/ca.crt",
     ]);
     let key = format!("certs/{DOMAIN}.key");
     let crt = format!("certs/{DOMAIN}.crt");
     let subj = format!("/CN={DOMAIN}");
     run(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subj, "-keyout", &key, "-out",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &subj,
+        "-keyout",
+        &key,
+        "-out",
         "ca/leaf.csr",
     ]);
     fs::write(
         ca.join("ext.cnf"),
-        format!("subjectAltName=DNS:{DOMAIN}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        format!(
+            "subjectAltName=DNS:{DOMAIN}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
     )
     .expect("write ext");
     run(&[
-        "x509", "-req", "-in", "ca/leaf.csr", "-CA", "ca/ca.crt", "-CAkey", "ca/ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ca/ext.cnf", "-out", &crt,
+        "x509",
+        "-req",
+        "-in",
+        "ca/leaf.csr",
+        "-CA",
+        "ca/ca.crt",
+        "-CAkey",
+        "ca/ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ca/ext.cnf",
+        "-out",
+        &crt,
     ]);
     ca.join("ca.crt")
 }
@@ -303,7 +340,7 @@ pub struct Received {
 }
 
 enum Op {
-    Stanza(Stanza),
+    Stanza(Box<Stanza>),
     Quit,
 }
 
@@ -372,7 +409,7 @@ impl Customer {
                     tokio::select! {
                         op = ops_rx.recv() => match op {
                             Some(Op::Stanza(s)) => {
-                                if link.send(s).await.is_err() {
+                                if link.send(*s).await.is_err() {
                                     return;
                                 }
                             }
@@ -399,7 +436,10 @@ impl Customer {
         match ready_rx.recv_timeout(Duration::from_secs(15)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => panic!("customer {jid} could not log in: {e}\n{}", server.log()),
-            Err(_) => panic!("customer {jid} did not log in within 15 s\n{}", server.log()),
+            Err(_) => panic!(
+                "customer {jid} did not log in within 15 s\n{}",
+                server.log()
+            ),
         }
         Self {
             jid,
@@ -413,20 +453,22 @@ impl Customer {
     /// Sends a chat message to `to`.
     pub fn say(&self, to: &str, text: &str) {
         let m = chat_message(Jid::new(to).expect("jid"), text);
-        let _ = self.ops.send(Op::Stanza(Stanza::Message(m)));
+        let _ = self.ops.send(Op::Stanza(Box::new(Stanza::Message(m))));
     }
 
     /// Sends a chat-state notification (XEP-0085) to `to`.
     pub fn typing(&self, to: &str, state: ChatState) {
         let mut m = Message::chat(Some(Jid::new(to).expect("jid")));
         m.payloads.push(state.into());
-        let _ = self.ops.send(Op::Stanza(Stanza::Message(m)));
+        let _ = self.ops.send(Op::Stanza(Box::new(Stanza::Message(m))));
     }
 
     /// Waits for a message with a body from `from` (bare JID) matching
     /// `pred`; earlier non-matching ones are kept for later waits.
     pub fn expect(&mut self, from: &str, pred: impl Fn(&str) -> bool) -> Received {
-        let matches = |r: &Received| r.from.split('/').next() == Some(from) && !r.body.is_empty() && pred(&r.body);
+        let matches = |r: &Received| {
+            r.from.split('/').next() == Some(from) && !r.body.is_empty() && pred(&r.body)
+        };
         if let Some(i) = self.seen.iter().position(matches) {
             return self.seen.remove(i).expect("present");
         }

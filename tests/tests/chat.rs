@@ -84,7 +84,9 @@ fn received(host: &Host, call: &str, text: &str) -> Value {
 
 fn answer(host: &Host, call: &str) {
     host.ctl_ok(&["answer", call]);
-    host.wait_event(&format!("{call} established"), |e| on(e, "Established", call));
+    host.wait_event(&format!("{call} established"), |e| {
+        on(e, "Established", call)
+    });
 }
 
 fn reply(host: &Host, call: &str, text: &str) {
@@ -304,7 +306,11 @@ fn a_transfer_hands_the_chat_to_a_second_agent_account() {
         .register("agent2", "agent2pw")
         .register("alice", "alicepw");
     p.run();
-    let mut one = desktop(&p.connector_settings("agent", "agentpw"), "wrap_up_seconds = 0", "");
+    let mut one = desktop(
+        &p.connector_settings("agent", "agentpw"),
+        "wrap_up_seconds = 0",
+        "",
+    );
     let two_settings = format!(
         "{}transfer_peers = [\"agent@cti.test\"]\n",
         p.connector_settings("agent2", "agent2pw")
@@ -409,11 +415,7 @@ fn a_wrong_password_is_one_clear_error() {
         return;
     }
     let p = server(&[]);
-    let mut host = desktop(
-        &p.connector_settings("agent", "Wr0ngPassw0rd"),
-        "",
-        "",
-    );
+    let mut host = desktop(&p.connector_settings("agent", "Wr0ngPassw0rd"), "", "");
     let down = host.wait_event("auth failure", |e| {
         is(e, "ConnectorStatus") && s(e, "text") == "Disconnected"
     });
@@ -474,9 +476,13 @@ fn starttls_with_a_ca_the_admin_names() {
     let mut other = Prosody::with_tls();
     other.register("agent", "agentpw");
     other.run();
-    let untrusted = other
-        .connector_settings("agent", "agentpw")
-        .replace(&format!("ca_file = \"{}\"", other.ca_file.as_ref().unwrap().display()), &format!("ca_file = \"{}\"", p.ca_file.as_ref().unwrap().display()));
+    let untrusted = other.connector_settings("agent", "agentpw").replace(
+        &format!(
+            "ca_file = \"{}\"",
+            other.ca_file.as_ref().unwrap().display()
+        ),
+        &format!("ca_file = \"{}\"", p.ca_file.as_ref().unwrap().display()),
+    );
     let mut host = desktop(&untrusted, "", "");
     let down = host.wait_event("TLS refused", |e| {
         is(e, "ConnectorStatus") && s(e, "text") == "Disconnected"
@@ -491,11 +497,20 @@ fn starttls_with_a_ca_the_admin_names() {
 const TOKEN: &str = "test-token-0123456789";
 
 /// One HTTP/1.1 request over a fresh connection: (status, JSON body).
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &str) -> (u16, Value) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: &str,
+) -> (u16, Value) {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the listener");
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -591,10 +606,14 @@ fn listener_create_update_answer_clear_over_http() {
         r#"{"data":{"intent":"upgrade","queue":"sales"}}"#,
     );
     assert_eq!(st, 200, "{v}");
-    host.wait_until("the desktop merged the update", Duration::from_secs(10), || {
-        let d = data_of(&host, &id);
-        s(&d, "intent") == "upgrade" && s(&d, "queue") == "sales" && s(&d, "account") == "A-42"
-    });
+    host.wait_until(
+        "the desktop merged the update",
+        Duration::from_secs(10),
+        || {
+            let d = data_of(&host, &id);
+            s(&d, "intent") == "upgrade" && s(&d, "queue") == "sales" && s(&d, "account") == "A-42"
+        },
+    );
     // A form post works too, every other field is call data.
     let (st, v) = http(
         port,
@@ -610,15 +629,36 @@ fn listener_create_update_answer_clear_over_http() {
     assert_eq!(s(&d2["call"]["data"], "ticket"), "T-9");
     // The agent answers the first; the source sees it.
     answer(&host, &id);
-    let (_, v) = http(port, "GET", &format!("/interactions/{id}"), Some(TOKEN), json, "");
+    let (_, v) = http(
+        port,
+        "GET",
+        &format!("/interactions/{id}"),
+        Some(TOKEN),
+        json,
+        "",
+    );
     assert_eq!(s(&v, "state"), "Connected", "{v}");
     // The source clears both.
     for i in [&id, &id2] {
-        let (st, v) = http(port, "DELETE", &format!("/interactions/{i}"), Some(TOKEN), json, "");
+        let (st, v) = http(
+            port,
+            "DELETE",
+            &format!("/interactions/{i}"),
+            Some(TOKEN),
+            json,
+            "",
+        );
         assert_eq!(st, 200, "{v}");
         host.wait_event("cleared", |e| on(e, "CallCleared", i));
     }
-    let (st, _) = http(port, "GET", &format!("/interactions/{id}"), Some(TOKEN), json, "");
+    let (st, _) = http(
+        port,
+        "GET",
+        &format!("/interactions/{id}"),
+        Some(TOKEN),
+        json,
+        "",
+    );
     assert_eq!(st, 404);
     assert!(host.stop().success());
 }
@@ -629,19 +669,109 @@ fn listener_refuses_malformed_requests_and_creates_nothing() {
     let json = "application/json";
     let ok_body = r#"{"ani":"1"}"#;
     let big = format!(r#"{{"ani":"1","data":{{"x":"{}"}}}}"#, "y".repeat(4000));
-    let cases: Vec<(&str, &str, Option<&str>, &str, &str, u16, &str)> = vec![
+    // (method, path, token, content type, body, status, reason)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("POST", "/interactions", None, json, ok_body, 401, "token"),
-        ("POST", "/interactions", Some("wrong-token-0123456789"), json, ok_body, 401, "token"),
+        (
+            "POST",
+            "/interactions",
+            Some("wrong-token-0123456789"),
+            json,
+            ok_body,
+            401,
+            "token",
+        ),
         ("GET", "/interactions", None, json, "", 401, "token"),
-        ("POST", "/interactions", Some(TOKEN), json, "{not json", 400, "not JSON"),
-        ("POST", "/interactions", Some(TOKEN), json, r#"{"dnis":"1"}"#, 400, "ani"),
-        ("POST", "/interactions", Some(TOKEN), json, r#"{"ani":"1","data":[1]}"#, 400, "data"),
-        ("POST", "/interactions", Some(TOKEN), "text/plain", "ani=1", 415, "content type"),
-        ("POST", "/interactions", Some(TOKEN), json, &big, 413, "over 2048 bytes"),
-        ("PATCH", "/interactions/nope", Some(TOKEN), json, r#"{"data":{"a":"b"}}"#, 404, "nope"),
-        ("DELETE", "/interactions/nope", Some(TOKEN), json, "", 404, "nope"),
-        ("GET", "/elsewhere", Some(TOKEN), json, "", 404, "no such resource"),
-        ("PUT", "/interactions", Some(TOKEN), json, ok_body, 405, "not allowed"),
+        (
+            "POST",
+            "/interactions",
+            Some(TOKEN),
+            json,
+            "{not json",
+            400,
+            "not JSON",
+        ),
+        (
+            "POST",
+            "/interactions",
+            Some(TOKEN),
+            json,
+            r#"{"dnis":"1"}"#,
+            400,
+            "ani",
+        ),
+        (
+            "POST",
+            "/interactions",
+            Some(TOKEN),
+            json,
+            r#"{"ani":"1","data":[1]}"#,
+            400,
+            "data",
+        ),
+        (
+            "POST",
+            "/interactions",
+            Some(TOKEN),
+            "text/plain",
+            "ani=1",
+            415,
+            "content type",
+        ),
+        (
+            "POST",
+            "/interactions",
+            Some(TOKEN),
+            json,
+            &big,
+            413,
+            "over 2048 bytes",
+        ),
+        (
+            "PATCH",
+            "/interactions/nope",
+            Some(TOKEN),
+            json,
+            r#"{"data":{"a":"b"}}"#,
+            404,
+            "nope",
+        ),
+        (
+            "DELETE",
+            "/interactions/nope",
+            Some(TOKEN),
+            json,
+            "",
+            404,
+            "nope",
+        ),
+        (
+            "GET",
+            "/elsewhere",
+            Some(TOKEN),
+            json,
+            "",
+            404,
+            "no such resource",
+        ),
+        (
+            "PUT",
+            "/interactions",
+            Some(TOKEN),
+            json,
+            ok_body,
+            405,
+            "not allowed",
+        ),
     ];
     for (method, path, token, ctype, body, want, reason) in cases {
         let (st, v) = http(port, method, path, token, ctype, body);

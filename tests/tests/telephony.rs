@@ -106,7 +106,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// A caller (SIPp) that waits for the agent to hang up, answering re-INVITEs.
-fn caller<'a>(lab: &'a Lab, name: &str, domain: &str, user: &str, number: &str) -> Sipp {
+fn caller(lab: &Lab, name: &str, domain: &str, user: &str, number: &str) -> Sipp {
     Sipp::scenario(lab, name, "uac_agent_hangs_up.xml")
         .remote(domain)
         .service(user)

@@ -3,6 +3,7 @@
 mod intercept;
 mod sessions;
 mod supervise;
+mod tally;
 
 use std::{
     cmp::Reverse,
@@ -19,10 +20,7 @@ use cti_plugin_api::{
     Outcome, Party, PluginError, PluginStatusView, WorkItemView, WorkState,
 };
 
-use super::{
-    call::{self, Others},
-    DesktopMsg,
-};
+use super::{call, DesktopMsg};
 use crate::{
     manifest::{DesktopSettings, OverCapacity},
     plugin::{CommandResult, ConnectorJob, ControlJob, PluginSource, Spawner, Worker},
@@ -132,6 +130,8 @@ struct CallEntry {
     /// Creation order: every walk over several calls goes in this order, so
     /// the desktop's output is deterministic (replay depends on it).
     created: u64,
+    /// What this call adds to the tallies (see `tally`).
+    counted: tally::Tally,
 }
 
 /// A command sent to a connector and not answered yet.
@@ -224,6 +224,8 @@ pub struct DesktopActor {
     lookups: Vec<crate::manifest::LookupRule>,
     /// The contact directory, if the manifest has one.
     directory: Option<crate::directory::Directory>,
+    /// Running counts of call states (O(1) `others`/`has_live_work`).
+    tallies: tally::Tallies,
 }
 
 fn now_ms() -> u64 {
@@ -275,6 +277,7 @@ impl DesktopActor {
             sessions: sessions::Sessions::default(),
             lookups: Vec::new(),
             directory: None,
+            tallies: tally::Tallies::default(),
         }
     }
 
@@ -536,8 +539,11 @@ impl DesktopActor {
     // ---------------------------------------------------------------- connector events
 
     fn resolve_call_id(&self, connector: usize, id: &RString) -> Option<RString> {
-        if let Some(alias) = self.aliases.get(&(connector, id.clone())) {
-            return Some(alias.clone());
+        // The key is built (an RString clone) only when there are aliases.
+        if !self.aliases.is_empty() {
+            if let Some(alias) = self.aliases.get(&(connector, id.clone())) {
+                return Some(alias.clone());
+            }
         }
         match self.calls.get(id) {
             Some(e) if e.connector == connector => Some(id.clone()),
@@ -635,74 +641,102 @@ impl DesktopActor {
             return;
         }
         let previous = entry.view.state;
-        let view = RArc::make_mut(&mut entry.view);
-        let far = if ev.party.is_empty() {
-            match view.direction {
-                Direction::Inbound => view.ani.clone(),
-                Direction::Outbound => view.dnis.clone(),
-            }
-        } else {
-            ev.party.clone()
-        };
-        match ev.kind {
-            EventKind::DELIVERED | EventKind::NETWORK_REACHED
-                if view.direction == Direction::Outbound =>
-            {
-                set_party(view, &far, ConnectionState::Alerting);
-            }
-            EventKind::ESTABLISHED => {
-                set_party(view, &far, ConnectionState::Connected);
-                if view.answered_ms == 0 {
-                    view.answered_ms = now_ms();
-                }
-                view.work.state = WorkState::ACTIVE;
-            }
-            EventKind::MUTED => view.muted = true,
-            EventKind::UNMUTED => view.muted = false,
-            EventKind::CONNECTION_CLEARED => {
-                if ev.state == ConnectionState::Null {
-                    view.muted = false;
-                }
-                // Only the other parties are listed; the agent's own
-                // connection is `state`.
-                if let Some(p) = view.parties.iter_mut().find(|p| p.id == ev.party) {
-                    p.state = ConnectionState::Null;
-                }
-            }
-            EventKind::CONFERENCED => {
-                if ev.state.is_live() {
-                    set_party(view, &far, ConnectionState::Connected);
-                } else {
-                    // This call was merged into `related_call_id`.
-                    entry.merged = true;
-                }
-            }
-            EventKind::CALL_CLEARED => {
-                for p in view.parties.iter_mut() {
-                    p.state = ConnectionState::Null;
-                }
-            }
-            EventKind::FAILED => set_party(view, &far, ConnectionState::Failed),
-            _ => {}
-        }
-        if let ROption::RSome(info) = &ev.call {
-            merge_data(&mut view.data, &info.data);
-        }
         let is_clear = ev.kind == EventKind::CALL_CLEARED;
-        view.state = if is_clear {
-            ConnectionState::Null
-        } else {
-            ev.state
-        };
-        if is_clear {
-            entry.cleared = true;
+        // An event that moves nothing (DigitsGenerated, Typing, a message…
+        // repeating the call's state) leaves the view alone: `make_mut` would
+        // copy the whole view whenever a control still holds the last one.
+        let quiet = ev.call.is_none()
+            && ev.state == previous
+            && !matches!(
+                ev.kind,
+                EventKind::DELIVERED
+                    | EventKind::NETWORK_REACHED
+                    | EventKind::ESTABLISHED
+                    | EventKind::MUTED
+                    | EventKind::UNMUTED
+                    | EventKind::CONNECTION_CLEARED
+                    | EventKind::CONFERENCED
+                    | EventKind::CALL_CLEARED
+                    | EventKind::FAILED
+            );
+        if !quiet {
+            let view = RArc::make_mut(&mut entry.view);
+            let far = if ev.party.is_empty() {
+                match view.direction {
+                    Direction::Inbound => view.ani.clone(),
+                    Direction::Outbound => view.dnis.clone(),
+                }
+            } else {
+                ev.party.clone()
+            };
+            match ev.kind {
+                EventKind::DELIVERED | EventKind::NETWORK_REACHED
+                    if view.direction == Direction::Outbound =>
+                {
+                    set_party(view, &far, ConnectionState::Alerting);
+                }
+                EventKind::ESTABLISHED => {
+                    set_party(view, &far, ConnectionState::Connected);
+                    if view.answered_ms == 0 {
+                        view.answered_ms = now_ms();
+                    }
+                    view.work.state = WorkState::ACTIVE;
+                }
+                EventKind::MUTED => view.muted = true,
+                EventKind::UNMUTED => view.muted = false,
+                EventKind::CONNECTION_CLEARED => {
+                    if ev.state == ConnectionState::Null {
+                        view.muted = false;
+                    }
+                    // Only the other parties are listed; the agent's own
+                    // connection is `state`.
+                    if let Some(p) = view.parties.iter_mut().find(|p| p.id == ev.party) {
+                        p.state = ConnectionState::Null;
+                    }
+                }
+                EventKind::CONFERENCED => {
+                    if ev.state.is_live() {
+                        set_party(view, &far, ConnectionState::Connected);
+                    } else {
+                        // This call was merged into `related_call_id`.
+                        entry.merged = true;
+                    }
+                }
+                EventKind::CALL_CLEARED => {
+                    for p in view.parties.iter_mut() {
+                        p.state = ConnectionState::Null;
+                    }
+                }
+                EventKind::FAILED => set_party(view, &far, ConnectionState::Failed),
+                _ => {}
+            }
+            if let ROption::RSome(info) = &ev.call {
+                merge_data(&mut view.data, &info.data);
+            }
+            view.state = if is_clear {
+                ConnectionState::Null
+            } else {
+                ev.state
+            };
+            if is_clear {
+                entry.cleared = true;
+            }
         }
+        let view = &*entry.view;
         let now_state = view.state;
         let new_offer = ev.kind == EventKind::DELIVERED
             && view.direction == Direction::Inbound
             && now_state == ConnectionState::Alerting
             && previous == ConnectionState::Null;
-        let channel = view.channel.clone();
+        let alerting_moved =
+            (previous == ConnectionState::Alerting) != (now_state == ConnectionState::Alerting);
+        // Only these need the channel (saves an allocation per event).
+        let channel = if new_offer || is_clear || alerting_moved {
+            view.channel.clone()
+        } else {
+            RString::new()
+        };
+        self.recount(&id);
         self.refresh_allowed(connector, &id, previous);
         self.emit_call(ev.kind, &id, previous, &ev);
         match ev.kind {
@@ -726,9 +760,7 @@ impl DesktopActor {
         } else if new_offer {
             self.on_new_offer(&id, &channel);
         }
-        if (previous == ConnectionState::Alerting) != (now_state == ConnectionState::Alerting)
-            || is_clear
-        {
+        if alerting_moved || is_clear {
             self.refresh_capacity(&channel);
         }
         self.refresh_agent("work");
@@ -737,8 +769,11 @@ impl DesktopActor {
     /// A new inbound interaction rings: capacity, ring timeout, auto-answer.
     fn on_new_offer(&mut self, id: &RString, channel: &str) {
         let cap = self.cfg.capacity_of(channel);
-        let busy = self.count_live(channel, Some(id), true);
-        if cap > 0 && busy >= cap as usize && self.cfg.over_capacity == OverCapacity::Reject {
+        // Counting walks every call: only with a capacity.
+        if cap > 0
+            && self.count_live(channel, Some(id), true) >= cap as usize
+            && self.cfg.over_capacity == OverCapacity::Reject
+        {
             tracing::info!(call = %id, channel, capacity = cap, "over capacity; rejecting");
             self.internal_ids += 1;
             let request_id = self.internal_ids;
@@ -888,8 +923,10 @@ impl DesktopActor {
                     self.created_calls += 1;
                     self.created_calls
                 },
+                counted: tally::Tally::default(),
             },
         );
+        self.recount(&id);
         id
     }
 
@@ -899,10 +936,14 @@ impl DesktopActor {
     fn refresh_allowed(&mut self, connector: usize, id: &RString, previous: ConnectionState) {
         let caps = self.connectors[connector].caps;
         let others = self.others(connector, id);
-        let at_capacity = self.calls.get(id).is_some_and(|e| {
-            let cap = self.cfg.capacity_of(&e.view.channel);
-            cap > 0 && self.count_live(&e.view.channel, Some(id), false) >= cap as usize
-        });
+        // Without any capacity configured there is nothing to look up.
+        let capacities = self.cfg.max_concurrent_calls > 0 || !self.cfg.capacity.is_empty();
+        let at_capacity = capacities
+            && self.calls.get(id).is_some_and(|e| {
+                let cap = self.cfg.capacity_of(&e.view.channel);
+                cap > 0 && self.count_live(&e.view.channel, Some(id), false) >= cap as usize
+            });
+        let mut now = None;
         if let Some(entry) = self.calls.get_mut(id) {
             let v = &entry.view;
             let mut allowed = if entry.cleared || v.work.state == WorkState::MISSED {
@@ -916,32 +957,17 @@ impl DesktopActor {
             if allowed != v.allowed {
                 RArc::make_mut(&mut entry.view).allowed = allowed;
             }
+            now = Some(entry.view.state);
         }
-        let now = self.calls.get(id).map(|e| e.view.state);
         let relevant =
             |s: ConnectionState| matches!(s, ConnectionState::Connected | ConnectionState::Held);
-        if relevant(previous) || now.is_some_and(relevant) {
+        // The siblings' allowed actions depend on this call only through
+        // its state: unchanged (an event that moves nothing, like
+        // DigitsGenerated), they cannot change, and walking them made every
+        // such event cost O(calls).
+        if now != Some(previous) && (relevant(previous) || now.is_some_and(relevant)) {
             self.refresh_siblings(connector, id);
         }
-    }
-
-    fn others(&self, connector: usize, except: &RString) -> Others {
-        let mut o = Others::default();
-        for (k, e) in &self.calls {
-            if e.connector != connector || k == except || e.cleared {
-                continue;
-            }
-            match e.view.state {
-                ConnectionState::Connected => o.connected = true,
-                ConnectionState::Held => o.held = true,
-                ConnectionState::Initiated => o.dialing = true,
-                ConnectionState::Alerting if e.view.direction == Direction::Outbound => {
-                    o.dialing = true
-                }
-                _ => {}
-            }
-        }
-        o
     }
 
     fn refresh_siblings(&mut self, connector: usize, changed: &RString) {
@@ -999,9 +1025,11 @@ impl DesktopActor {
                 self.timers
                     .push(Reverse((at, Timer::WrapUpEnd(id.clone()))));
             }
+            self.recount(id);
             self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
             return;
         }
+        self.recount(id);
         self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
         self.remove_call(id);
     }
@@ -1052,6 +1080,7 @@ impl DesktopActor {
         v.work.state = WorkState::COMPLETED;
         v.work.wrap_up_remaining_ms = 0;
         v.work.wrap_up_unlimited = false;
+        self.recount(id);
         self.emit_call_simple(EventKind::WORK_ITEM, id, cause);
         self.remove_call(id);
         self.refresh_agent("work");
@@ -1073,6 +1102,7 @@ impl DesktopActor {
         self.close_session(id);
         self.emit_call_simple(EventKind::CALL_REMOVED, id, "");
         if let Some(entry) = self.calls.remove(id) {
+            self.uncount(&entry);
             if entry.connector_call_id != *id {
                 self.aliases
                     .remove(&(entry.connector, entry.connector_call_id));
@@ -1144,6 +1174,7 @@ impl DesktopActor {
         }
         let connector = entry.connector;
         RArc::make_mut(&mut entry.view).work.state = WorkState::MISSED;
+        self.recount(id);
         self.refresh_allowed(connector, id, ConnectionState::Alerting);
         let secs = self.cfg.ring_timeout_seconds;
         self.emit_call_simple(
@@ -1178,27 +1209,6 @@ impl DesktopActor {
     }
 
     // ---------------------------------------------------------------- agent
-
-    fn has_live_work(&self) -> (bool, bool) {
-        let mut live = false;
-        let mut wrapping = false;
-        for e in self.calls.values() {
-            // Live until the call clears, even after the agent's own
-            // connection is gone (ConnectionCleared comes before CallCleared).
-            if !e.cleared
-                && matches!(
-                    e.view.work.state,
-                    WorkState::OFFERED | WorkState::ACCEPTED | WorkState::ACTIVE
-                )
-            {
-                live = true;
-            }
-            if e.view.work.state == WorkState::WRAPPING {
-                wrapping = true;
-            }
-        }
-        (live, wrapping)
-    }
 
     fn effective_agent_state(&self) -> AgentState {
         match self.has_live_work() {
@@ -1558,6 +1568,7 @@ impl DesktopActor {
                 CommandKind::REJECT => e.rejected = true,
                 _ => {}
             }
+            self.recount(&call_id);
         }
         if self.has_after(kind) {
             let mut desktop_cmd = cmd.clone();
@@ -1781,6 +1792,7 @@ impl DesktopActor {
                     CommandKind::REJECT => call.rejected = false,
                     _ => {}
                 }
+                self.recount(&req.call_id);
             }
             if req.agent_state.is_some() {
                 self.agent_awaiting = None;

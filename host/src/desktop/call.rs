@@ -22,12 +22,18 @@ pub struct Others {
 
 /// What the state allows, before the connector's capabilities.
 pub fn state_allows(state: S, direction: Direction, muted: bool, others: Others) -> Capabilities {
-    let mut kinds: Vec<K> = Vec::new();
+    // Bits, not a Vec: this runs for every event (no allocation).
+    let mut caps = Capabilities::NONE;
+    let mut kinds = |ks: &[K]| {
+        for k in ks {
+            caps |= Capabilities::of(*k);
+        }
+    };
     match state {
-        S::Alerting if direction == Direction::Inbound => kinds.extend([K::ANSWER, K::REJECT]),
-        S::Alerting | S::Initiated | S::Queued => kinds.push(K::HANGUP),
+        S::Alerting if direction == Direction::Inbound => kinds(&[K::ANSWER, K::REJECT]),
+        S::Alerting | S::Initiated | S::Queued => kinds(&[K::HANGUP]),
         S::Connected => {
-            kinds.extend([
+            kinds(&[
                 K::HANGUP,
                 K::HOLD,
                 K::SEND_DTMF,
@@ -36,9 +42,9 @@ pub fn state_allows(state: S, direction: Direction, muted: bool, others: Others)
                 K::SEND_MESSAGE,
                 K::SEND_TYPING,
             ]);
-            kinds.push(if muted { K::UNMUTE } else { K::MUTE });
+            kinds(&[if muted { K::UNMUTE } else { K::MUTE }]);
             if others.held {
-                kinds.extend([
+                kinds(&[
                     K::ALTERNATE,
                     K::CONFERENCE,
                     K::COMPLETE_TRANSFER,
@@ -47,9 +53,9 @@ pub fn state_allows(state: S, direction: Direction, muted: bool, others: Others)
             }
         }
         S::Held => {
-            kinds.extend([K::RETRIEVE, K::HANGUP]);
+            kinds(&[K::RETRIEVE, K::HANGUP]);
             if others.connected {
-                kinds.extend([
+                kinds(&[
                     K::ALTERNATE,
                     K::CONFERENCE,
                     K::COMPLETE_TRANSFER,
@@ -58,12 +64,12 @@ pub fn state_allows(state: S, direction: Direction, muted: bool, others: Others)
             } else if others.dialing {
                 // A consultation still ringing can be given up or completed
                 // (the far end gets the call when it answers).
-                kinds.extend([K::COMPLETE_TRANSFER, K::CANCEL_CONSULT]);
+                kinds(&[K::COMPLETE_TRANSFER, K::CANCEL_CONSULT]);
             }
         }
         S::Null | S::Failed => {}
     }
-    Capabilities::from_kinds(&kinds)
+    caps
 }
 
 /// The actions a call allows: the state's ∧ the connector's.

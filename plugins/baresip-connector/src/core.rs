@@ -283,7 +283,8 @@ impl Core {
     /// The call id cached for a `listcalls` line, if the far end matches.
     pub fn cached_line(&self, line: u32, peer_uri: &str) -> Option<&Call> {
         let id = self.lines.get(&line)?;
-        self.get(id).filter(|c| c.peer_uri.is_empty() || c.peer_uri == peer_uri)
+        self.get(id)
+            .filter(|c| c.peer_uri.is_empty() || c.peer_uri == peer_uri)
     }
 
     fn account_ok(&self, aor: &str) -> bool {
@@ -327,7 +328,14 @@ impl Core {
             .any(|c| c.state == ConnectionState::Held || c.hold_on_establish)
     }
 
-    fn new_call(&self, id: &str, outgoing: bool, peer_uri: &str, peer_name: &str, aor: &str) -> Call {
+    fn new_call(
+        &self,
+        id: &str,
+        outgoing: bool,
+        peer_uri: &str,
+        peer_name: &str,
+        aor: &str,
+    ) -> Call {
         let me = if aor.is_empty() {
             self.me.clone()
         } else {
@@ -386,7 +394,10 @@ impl Core {
         if !self.account_ok(&e.aor) {
             r.log(
                 LogLevel::Debug,
-                format!("{} for account {} ignored (not {})", e.kind, e.aor, self.account),
+                format!(
+                    "{} for account {} ignored (not {})",
+                    e.kind, e.aor, self.account
+                ),
             );
             return r;
         }
@@ -431,7 +442,10 @@ impl Core {
         let known = self.get(&e.id).is_some();
         if !known {
             if self.was_closed(&e.id) {
-                r.log(LogLevel::Debug, format!("{} for closed call {}", e.kind, e.id));
+                r.log(
+                    LogLevel::Debug,
+                    format!("{} for closed call {}", e.kind, e.id),
+                );
                 return;
             }
             if e.outgoing() {
@@ -583,7 +597,8 @@ impl Core {
             r.events.push(ev);
             (
                 "Transferred".to_owned(),
-                c.event(EventKind::CONNECTION_CLEARED).with_party(me.as_str()),
+                c.event(EventKind::CONNECTION_CLEARED)
+                    .with_party(me.as_str()),
             )
         } else if p == "Connection reset by user" || p == "Rejected by user" {
             let cause = if c.rejecting {
@@ -593,7 +608,8 @@ impl Core {
             };
             (
                 cause.to_owned(),
-                c.event(EventKind::CONNECTION_CLEARED).with_party(me.as_str()),
+                c.event(EventKind::CONNECTION_CLEARED)
+                    .with_party(me.as_str()),
             )
         } else if p == "Connection reset by peer" {
             let cause = if c.established || c.direction == Direction::Outbound {
@@ -603,7 +619,8 @@ impl Core {
             };
             (
                 cause.to_owned(),
-                c.event(EventKind::CONNECTION_CLEARED).with_party(far.as_str()),
+                c.event(EventKind::CONNECTION_CLEARED)
+                    .with_party(far.as_str()),
             )
         } else {
             let cause = sip_cause(p);
@@ -617,7 +634,8 @@ impl Core {
             } else {
                 (
                     cause.to_owned(),
-                    c.event(EventKind::CONNECTION_CLEARED).with_party(far.as_str()),
+                    c.event(EventKind::CONNECTION_CLEARED)
+                        .with_party(far.as_str()),
                 )
             }
         };
@@ -671,12 +689,22 @@ impl Core {
         };
         let from_stat = stat
             .filter(|s| s.outgoing && self.get(&s.id).is_none() && !self.was_closed(&s.id))
-            .map(|s| (s.id.clone(), s.peer_uri.clone(), s.peer_name.clone(), s.local_uri.clone()));
-        let from_events = d
-            .deferred
-            .iter()
-            .find(|e| !e.id.is_empty())
-            .map(|e| (e.id.clone(), e.peer_uri.clone(), e.peer_name.clone(), e.aor.clone()));
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.peer_uri.clone(),
+                    s.peer_name.clone(),
+                    s.local_uri.clone(),
+                )
+            });
+        let from_events = d.deferred.iter().find(|e| !e.id.is_empty()).map(|e| {
+            (
+                e.id.clone(),
+                e.peer_uri.clone(),
+                e.peer_name.clone(),
+                e.aor.clone(),
+            )
+        });
         let chosen = from_stat.or(from_events);
         if let Some((id, peer_uri, peer_name, aor)) = &chosen {
             self.learn_me(aor);
@@ -721,6 +749,20 @@ impl Core {
         .or_else(|| pick(&|c| c.established, Prev::Held))
         .or_else(|| pick(&|c| c.direction == Direction::Outbound, Prev::Dialling))
         .or_else(|| pick(&|_| true, Prev::Ringing))
+    }
+
+    /// For a second `accept`: a call baresip already has marked held (its
+    /// hold is then a no-op), if any.
+    pub fn choose_held_prev(&self, id: &str) -> Option<(String, Prev)> {
+        let others = || self.calls.iter().filter(|c| c.id != id);
+        others()
+            .find(|c| c.established && c.state == ConnectionState::Held)
+            .map(|c| (c.id.clone(), Prev::Held))
+            .or_else(|| {
+                others()
+                    .find(|c| !c.established && c.hold_on_establish)
+                    .map(|c| (c.id.clone(), Prev::Ringing))
+            })
     }
 
     /// After `accept` answered `id` with `prev` as baresip's previous call.
@@ -835,7 +877,9 @@ impl Core {
                 );
                 self.add(call, &mut r);
             }
-            let Some(c) = self.get_mut(&pc.id) else { continue };
+            let Some(c) = self.get_mut(&pc.id) else {
+                continue;
+            };
             if far_ringing && c.direction == Direction::Outbound && !c.ringing_far {
                 c.ringing_far = true;
                 r.events
@@ -865,7 +909,9 @@ impl Core {
                 .cloned()
                 .collect();
             for id in gone {
-                let Some(mut c) = self.remove(&id) else { continue };
+                let Some(mut c) = self.remove(&id) else {
+                    continue;
+                };
                 r.log(
                     LogLevel::Info,
                     format!("resync: baresip no longer has call {id}; clearing it"),
@@ -877,8 +923,11 @@ impl Core {
                         .with_cause("Resync")
                         .with_text(text),
                 );
-                r.events
-                    .push(c.event(EventKind::CALL_CLEARED).with_cause("Resync").with_text(text));
+                r.events.push(
+                    c.event(EventKind::CALL_CLEARED)
+                        .with_cause("Resync")
+                        .with_text(text),
+                );
             }
         }
         r

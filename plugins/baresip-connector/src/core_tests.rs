@@ -51,7 +51,13 @@ fn ringing_core(id: &str) -> Core {
 
 fn connected_core(id: &str) -> Core {
     let mut core = ringing_core(id);
-    core.on_event(&ev("CALL_ESTABLISHED", id, "incoming", "sip:+15551234567@127.0.0.1:5080", ""));
+    core.on_event(&ev(
+        "CALL_ESTABLISHED",
+        id,
+        "incoming",
+        "sip:+15551234567@127.0.0.1:5080",
+        "",
+    ));
     core
 }
 
@@ -69,7 +75,10 @@ fn an_incoming_call_is_delivered_with_the_callers_number() {
     assert_eq!(info.ani, "+15551234567");
     assert_eq!(info.dnis, "1001");
     assert_eq!(info.state, ConnectionState::Alerting);
-    assert_eq!(lookup(&info.data, "peer_uri"), Some("sip:+15551234567@127.0.0.1:5080"));
+    assert_eq!(
+        lookup(&info.data, "peer_uri"),
+        Some("sip:+15551234567@127.0.0.1:5080")
+    );
     assert_eq!(lookup(&info.data, "peer_name"), Some("Caller"));
     assert_eq!(lookup(&info.data, "sip_call_id"), Some("c1@h"));
     // A repeated CALL_INCOMING changes nothing.
@@ -80,12 +89,27 @@ fn an_incoming_call_is_delivered_with_the_callers_number() {
 #[test]
 fn established_then_cleared_by_the_agent_or_the_far_end() {
     let mut core = ringing_core("a");
-    let r = core.on_event(&ev("CALL_ESTABLISHED", "a", "incoming", "sip:+15551234567@h", ""));
+    let r = core.on_event(&ev(
+        "CALL_ESTABLISHED",
+        "a",
+        "incoming",
+        "sip:+15551234567@h",
+        "",
+    ));
     assert_eq!(kinds(&r), [k("Established", "Connected", "+15551234567")]);
-    let r = core.on_event(&ev("CALL_CLOSED", "a", "incoming", "", "Connection reset by user"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "a",
+        "incoming",
+        "",
+        "Connection reset by user",
+    ));
     assert_eq!(
         kinds(&r),
-        [k("ConnectionCleared", "Null", "1001"), k("CallCleared", "Null", "")]
+        [
+            k("ConnectionCleared", "Null", "1001"),
+            k("CallCleared", "Null", "")
+        ]
     );
     assert_eq!(r.events[0].cause, "NormalClearing");
     assert!(core.is_empty() && core.was_closed("a"));
@@ -96,22 +120,43 @@ fn established_then_cleared_by_the_agent_or_the_far_end() {
         .is_empty());
 
     let mut core = connected_core("b");
-    let r = core.on_event(&ev("CALL_CLOSED", "b", "incoming", "", "Connection reset by peer"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "b",
+        "incoming",
+        "",
+        "Connection reset by peer",
+    ));
     assert_eq!(
         kinds(&r),
-        [k("ConnectionCleared", "Null", "+15551234567"), k("CallCleared", "Null", "")]
+        [
+            k("ConnectionCleared", "Null", "+15551234567"),
+            k("CallCleared", "Null", "")
+        ]
     );
     assert_eq!(r.events[0].cause, "NormalClearing");
 
     // The caller gave up while it rang.
     let mut core = ringing_core("c");
-    let r = core.on_event(&ev("CALL_CLOSED", "c", "incoming", "", "Connection reset by peer"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "c",
+        "incoming",
+        "",
+        "Connection reset by peer",
+    ));
     assert_eq!(r.events[0].cause, "CallAbandoned");
 
     // The agent rejected it.
     let mut core = ringing_core("d");
     core.mark_rejecting("d");
-    let r = core.on_event(&ev("CALL_CLOSED", "d", "incoming", "", "Connection reset by user"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "d",
+        "incoming",
+        "",
+        "Connection reset by user",
+    ));
     assert_eq!(r.events[0].cause, "CallRejected");
 }
 
@@ -120,10 +165,22 @@ fn an_outbound_call_is_correlated_with_its_dial_even_when_events_come_first() {
     let mut core = Core::new("", Vec::new());
     core.begin_dial("sip:bob@127.0.0.1:15090");
     // CALL_LOCAL_SDP has no id; CALL_RINGING arrives before `callstat`'s reply.
-    let mut sdp = ev("CALL_LOCAL_SDP", "", "outgoing", "sip:bob@127.0.0.1:15090", "offer");
+    let mut sdp = ev(
+        "CALL_LOCAL_SDP",
+        "",
+        "outgoing",
+        "sip:bob@127.0.0.1:15090",
+        "offer",
+    );
     sdp.class = "other".into();
     assert!(core.on_event(&sdp).events.is_empty());
-    let ringing = ev("CALL_RINGING", "x1", "outgoing", "sip:bob@127.0.0.1:15090", "");
+    let ringing = ev(
+        "CALL_RINGING",
+        "x1",
+        "outgoing",
+        "sip:bob@127.0.0.1:15090",
+        "",
+    );
     assert!(core.on_event(&ringing).events.is_empty(), "held back");
     let stat = CallStat {
         state: "OUTGOING".into(),
@@ -137,14 +194,23 @@ fn an_outbound_call_is_correlated_with_its_dial_even_when_events_come_first() {
     assert_eq!(id.as_deref(), Some("x1"));
     assert_eq!(
         kinds(&r),
-        [k("Originated", "Initiated", "bob"), k("Delivered", "Initiated", "bob")]
+        [
+            k("Originated", "Initiated", "bob"),
+            k("Delivered", "Initiated", "bob")
+        ]
     );
     let ROption::RSome(info) = &r.events[0].call else {
         panic!("Originated carries the call")
     };
     assert_eq!((info.ani.as_str(), info.dnis.as_str()), ("1001", "bob"));
     assert_eq!(info.direction, Direction::Outbound);
-    let r = core.on_event(&ev("CALL_ESTABLISHED", "x1", "outgoing", "sip:bob@127.0.0.1:15090", ""));
+    let r = core.on_event(&ev(
+        "CALL_ESTABLISHED",
+        "x1",
+        "outgoing",
+        "sip:bob@127.0.0.1:15090",
+        "",
+    ));
     assert_eq!(kinds(&r), [k("Established", "Connected", "bob")]);
 }
 
@@ -153,7 +219,13 @@ fn a_dial_that_fails_at_once_is_still_reported() {
     // baresip closed the call before `dial` replied; `callstat` shows nothing.
     let mut core = Core::new("", Vec::new());
     core.begin_dial("1234");
-    let closed = ev("CALL_CLOSED", "y1", "outgoing", "sip:1234@127.0.0.1", "486 Busy Here");
+    let closed = ev(
+        "CALL_CLOSED",
+        "y1",
+        "outgoing",
+        "sip:1234@127.0.0.1",
+        "486 Busy Here",
+    );
     assert!(core.on_event(&closed).events.is_empty());
     let (id, r) = core.finish_dial(None);
     assert_eq!(id.as_deref(), Some("y1"));
@@ -192,7 +264,10 @@ fn a_blind_transfer_ends_with_transferred() {
     let r = core.on_event(&ev("TRANSFER_FAILED", "u", "incoming", "", "404 Not Found"));
     assert_eq!(
         kinds(&r),
-        [k("ConnectionCleared", "Null", "1001"), k("CallCleared", "Null", "")]
+        [
+            k("ConnectionCleared", "Null", "1001"),
+            k("CallCleared", "Null", "")
+        ]
     );
     assert_eq!(r.events[0].cause, "TransferFailed");
     assert!(core.is_empty());
@@ -206,7 +281,10 @@ fn being_transferred_tags_the_new_call() {
     let r = core.on_event(&ev("CALL_RINGING", "w", "outgoing", "sip:carol@h", ""));
     assert_eq!(
         kinds(&r),
-        [k("Originated", "Initiated", "carol"), k("Delivered", "Initiated", "carol")]
+        [
+            k("Originated", "Initiated", "carol"),
+            k("Delivered", "Initiated", "carol")
+        ]
     );
     let ROption::RSome(info) = &r.events[0].call else {
         panic!()
@@ -219,7 +297,10 @@ fn received_digits_are_messages_and_call_data() {
     let mut core = connected_core("d");
     for digit in ["1", "2", "#"] {
         let r = core.on_event(&ev("CALL_DTMF_START", "d", "incoming", "", digit));
-        assert_eq!(kinds(&r), [k("MessageReceived", "Connected", "+15551234567")]);
+        assert_eq!(
+            kinds(&r),
+            [k("MessageReceived", "Connected", "+15551234567")]
+        );
         assert_eq!(r.events[0].text, digit);
         assert_eq!(lookup(&r.events[0].attrs, "dtmf"), Some(digit));
         assert!(core
@@ -266,6 +347,21 @@ fn answering_picks_the_previous_call_baresip_will_hold() {
 }
 
 #[test]
+fn a_retry_prefers_a_call_baresip_already_holds() {
+    let mut core = connected_core("a");
+    core.on_event(&incoming("b"));
+    core.on_event(&incoming("c"));
+    assert_eq!(core.choose_held_prev("c"), None);
+    core.answered_with_prev(Some(("b".into(), Prev::Ringing)));
+    assert_eq!(
+        core.choose_held_prev("c"),
+        Some(("b".into(), Prev::Ringing))
+    );
+    core.set_held("a", true);
+    assert_eq!(core.choose_held_prev("c"), Some(("a".into(), Prev::Held)));
+}
+
+#[test]
 fn a_close_with_held_calls_left_asks_for_a_resync() {
     let mut core = connected_core("a");
     core.on_event(&incoming("b"));
@@ -273,11 +369,23 @@ fn a_close_with_held_calls_left_asks_for_a_resync() {
     assert_eq!(r.events.len(), 1);
     core.on_event(&ev("CALL_ESTABLISHED", "b", "incoming", "", ""));
     // baresip resumes a held call whenever another call closes.
-    let r = core.on_event(&ev("CALL_CLOSED", "b", "incoming", "", "Connection reset by peer"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "b",
+        "incoming",
+        "",
+        "Connection reset by peer",
+    ));
     assert_eq!(r.tasks, [Task::Sync]);
     // Without held calls there is nothing to re-read.
     let mut core = connected_core("z");
-    let r = core.on_event(&ev("CALL_CLOSED", "z", "incoming", "", "Connection reset by peer"));
+    let r = core.on_event(&ev(
+        "CALL_CLOSED",
+        "z",
+        "incoming",
+        "",
+        "Connection reset by peer",
+    ));
     assert!(r.tasks.is_empty());
 }
 
@@ -299,8 +407,20 @@ fn resync_clears_vanished_calls_and_announces_unknown_ones() {
     // The desktop knew two calls (after a restart); baresip has one of them
     // held, and one the desktop never heard of.
     let known = vec![
-        CallInfo::new("k1", Direction::Inbound, "+1", "1001", ConnectionState::Connected),
-        CallInfo::new("k2", Direction::Inbound, "+2", "1001", ConnectionState::Connected),
+        CallInfo::new(
+            "k1",
+            Direction::Inbound,
+            "+1",
+            "1001",
+            ConnectionState::Connected,
+        ),
+        CallInfo::new(
+            "k2",
+            Direction::Inbound,
+            "+2",
+            "1001",
+            ConnectionState::Connected,
+        ),
     ];
     let mut core = Core::new("", known);
     let before: HashSet<String> = core.ids();
@@ -327,9 +447,16 @@ fn resync_clears_vanished_calls_and_announces_unknown_ones() {
     assert_eq!(r.events[4].call_id, "k2");
     assert!(r.events[1].call.is_some() && r.events[3].call.is_some());
     let ids = core.ids();
-    assert_eq!(ids, ["k1", "n1", "n2"].into_iter().map(String::from).collect());
+    assert_eq!(
+        ids,
+        ["k1", "n1", "n2"].into_iter().map(String::from).collect()
+    );
     // Lines are remembered for the next resync.
-    assert_eq!(core.cached_line(3, "sip:+15550000000@h").map(|c| c.id.as_str()), Some("n2"));
+    assert_eq!(
+        core.cached_line(3, "sip:+15550000000@h")
+            .map(|c| c.id.as_str()),
+        Some("n2")
+    );
     // Again: nothing changed, nothing to say.
     let before = core.ids();
     let r = core.reconcile(
@@ -343,7 +470,11 @@ fn resync_clears_vanished_calls_and_announces_unknown_ones() {
     );
     assert!(r.events.is_empty(), "{:?}", kinds(&r));
     // baresip resumed k1 on its own.
-    let r = core.reconcile(&before, &[phone(1, "k1", "ESTABLISHED", false, false)], false);
+    let r = core.reconcile(
+        &before,
+        &[phone(1, "k1", "ESTABLISHED", false, false)],
+        false,
+    );
     assert_eq!(kinds(&r), [k("Retrieved", "Connected", "+1")]);
     assert_eq!(core.len(), 3, "an incomplete listing clears nothing");
 }
@@ -379,7 +510,10 @@ fn an_auto_answered_call_is_delivered_then_established() {
     let r = core.on_event(&ev("CALL_ESTABLISHED", "auto", "incoming", "sip:9@h", ""));
     assert_eq!(
         kinds(&r),
-        [k("Delivered", "Alerting", "9"), k("Established", "Connected", "9")]
+        [
+            k("Delivered", "Alerting", "9"),
+            k("Established", "Connected", "9")
+        ]
     );
 }
 
@@ -400,7 +534,8 @@ fn mute_and_hold_events() {
         Some((EventKind::RETRIEVED, ConnectionState::Connected))
     );
     assert_eq!(
-        core.digits_sent("m", "12#").map(|e| (e.kind, e.text.to_string())),
+        core.digits_sent("m", "12#")
+            .map(|e| (e.kind, e.text.to_string())),
         Some((EventKind::DIGITS_GENERATED, "12#".to_owned()))
     );
 }

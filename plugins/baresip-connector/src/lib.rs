@@ -106,7 +106,10 @@ impl BaresipSettings {
         let s: Self = settings.parse()?;
         let bad = |m: String| Err(PluginError::new(ErrorKind::BAD_SETTINGS, m));
         if s.host.trim().is_empty() || s.host.chars().any(char::is_whitespace) {
-            return bad(format!("settings: `host` must be a host name or address, not {:?}", s.host));
+            return bad(format!(
+                "settings: `host` must be a host name or address, not {:?}",
+                s.host
+            ));
         }
         if s.port == 0 {
             return bad("settings: `port` must be 1-65535 (ctrl_tcp's port)".into());
@@ -118,7 +121,9 @@ impl BaresipSettings {
             ("reconnect_max_ms", s.reconnect_max_ms),
         ] {
             if v == 0 || v > 600_000 {
-                return bad(format!("settings: `{k}` must be 1-600000 (milliseconds), not {v}"));
+                return bad(format!(
+                    "settings: `{k}` must be 1-600000 (milliseconds), not {v}"
+                ));
             }
         }
         if s.reconnect_min_ms > s.reconnect_max_ms {
@@ -128,7 +133,10 @@ impl BaresipSettings {
             ));
         }
         if s.account.chars().any(char::is_whitespace) {
-            return bad(format!("settings: `account` must be an AOR like sip:1001@pbx, not {:?}", s.account));
+            return bad(format!(
+                "settings: `account` must be an AOR like sip:1001@pbx, not {:?}",
+                s.account
+            ));
         }
         Ok(s)
     }
@@ -241,10 +249,9 @@ impl Connector for BaresipConnector {
 
     fn execute(&mut self, command: &Command) -> Result<Outcome, PluginError> {
         let cmd = check_command(command)?;
-        let session = self
-            .session
-            .as_ref()
-            .ok_or_else(|| PluginError::new(ErrorKind::UNAVAILABLE, "the connector is not started"))?;
+        let session = self.session.as_ref().ok_or_else(|| {
+            PluginError::new(ErrorKind::UNAVAILABLE, "the connector is not started")
+        })?;
         session.execute(&cmd)
     }
 

@@ -76,7 +76,10 @@ pub fn parse_message(payload: &[u8]) -> Result<Message, String> {
         format!("not JSON ({e}): {shown:?}")
     })?;
     let Some(o) = v.as_object() else {
-        return Err(format!("not a JSON object: {}", truncate(&v.to_string(), 80)));
+        return Err(format!(
+            "not a JSON object: {}",
+            truncate(&v.to_string(), 80)
+        ));
     };
     let s = |k: &str| -> String {
         match o.get(k) {
@@ -298,7 +301,9 @@ mod tests {
         assert!(matches!(e, Message::Event(Event { ref kind, .. }) if kind == "SHUTDOWN"));
         // Missing fields are empty, odd types are tolerated.
         let e = parse_message(br#"{"event":true,"type":"CALL_CLOSED","id":12}"#).expect("event");
-        assert!(matches!(e, Message::Event(Event { ref id, ref param, .. }) if id == "12" && param.is_empty()));
+        assert!(
+            matches!(e, Message::Event(Event { ref id, ref param, .. }) if id == "12" && param.is_empty())
+        );
         assert!(matches!(
             parse_message(br#"{"hello":1}"#),
             Ok(Message::Other(_))
@@ -307,8 +312,18 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b"not json"[..], b"[1,2]", b"\"text\"", b"{\"a\":", b"\xff\xfe"] {
-            assert!(parse_message(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"\"text\"",
+            b"{\"a\":",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                parse_message(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

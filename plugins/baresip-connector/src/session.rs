@@ -29,7 +29,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use cti_plugin_api::sdk::prelude::*;
 
 use crate::{
-    core::{Core, PhoneCall, Reaction, Task},
+    core::{Core, PhoneCall, Prev, Reaction, Task},
     netstring::{self, Decoder},
     proto::{self, Message, Response},
     sockopt,
@@ -102,6 +102,7 @@ impl Handle {
             stopping: false,
             retry_at: Instant::now(),
             failures: 0,
+            next_warning: 10,
         };
         let thread = std::thread::Builder::new()
             .name("baresip-session".to_owned())
@@ -225,6 +226,7 @@ struct Session {
     backoff: Duration,
     retry_at: Instant,
     failures: u64,
+    next_warning: u64,
 }
 
 impl Session {
@@ -269,10 +271,7 @@ impl Session {
     }
 
     fn publish(&self) {
-        *self
-            .snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.core.infos();
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = self.core.infos();
     }
 
     fn apply(&mut self, r: Reaction) {
@@ -284,12 +283,17 @@ impl Session {
             self.emit(ev);
         }
         for t in r.tasks {
-            if !self.tasks.contains(&t) {
-                self.tasks.push_back(t);
-            }
+            self.queue(t);
         }
         if changed {
             self.publish();
+        }
+    }
+
+    /// Queues follow-up work once.
+    fn queue(&mut self, task: Task) {
+        if !self.tasks.contains(&task) {
+            self.tasks.push_back(task);
         }
     }
 
@@ -305,6 +309,7 @@ impl Session {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.failures = 0;
+                self.next_warning = 10;
                 self.log(
                     LogLevel::Info,
                     &format!("connected to baresip ctrl_tcp at {}", self.cfg.addr()),
@@ -333,7 +338,9 @@ impl Session {
                     }
                     Link::Down | Link::Reconnecting => {
                         self.set_link(Link::Reconnecting, &why);
-                        let level = if self.failures % 50 == 0 {
+                        // Warn on the 10th, 100th, 1000th… failure.
+                        let level = if self.failures == self.next_warning {
+                            self.next_warning = self.next_warning.saturating_mul(10);
                             LogLevel::Warn
                         } else {
                             LogLevel::Debug
@@ -709,17 +716,19 @@ impl Session {
             data: String::new(),
             token: String::new(),
         });
-        let found = rs.pop().is_some_and(|r| {
-            r.data.trim_start().starts_with("setting current call")
-        });
+        let found = rs
+            .pop()
+            .is_some_and(|r| r.data.trim_start().starts_with("setting current call"));
         if !account.is_empty() && !rs.first().is_some_and(|r| r.ok) {
             self.log(
                 LogLevel::Warn,
-                &format!("baresip has no account {account}; `{command}` ran on its current account"),
+                &format!(
+                    "baresip has no account {account}; `{command}` ran on its current account"
+                ),
             );
         }
         if !found {
-            self.tasks.push_back(Task::Sync);
+            self.queue(Task::Sync);
             self.log(
                 LogLevel::Warn,
                 &format!(
@@ -776,18 +785,31 @@ impl Session {
         };
         let mut prev = self.core.choose_prev(id);
         let mut attempts = 0;
-        while attempts < 4 && self.core.get(id).is_some() && !answered(&self.core) {
+        while attempts < 6 && self.core.get(id).is_some() && !answered(&self.core) {
             if attempts > 0 {
                 self.log(
                     LogLevel::Debug,
                     &format!("accept of {id} had no effect (previous call not holdable); retrying"),
                 );
                 // Learn what baresip now has marked held.
-                self.tasks.push_back(Task::Sync);
+                self.queue(Task::Sync);
                 // The previous call is now marked held inside baresip, so
                 // choosing it again makes the hold a no-op — unless it ended.
-                if prev.as_ref().map_or(true, |(p, _)| self.core.get(p).is_none()) {
-                    prev = self.core.choose_prev(id);
+                // A ringing one is resumed once it is answered.
+                if let Some((p, Prev::Ringing | Prev::Dialling)) = &prev {
+                    let marked = Some((p.clone(), Prev::Ringing));
+                    let r = self.core.answered_with_prev(marked);
+                    self.apply(r);
+                }
+                let prev_gone = match &prev {
+                    Some((p, _)) => self.core.get(p).is_none(),
+                    None => true,
+                };
+                if prev_gone {
+                    prev = self
+                        .core
+                        .choose_held_prev(id)
+                        .or_else(|| self.core.choose_prev(id));
                 }
             }
             attempts += 1;
@@ -823,7 +845,10 @@ impl Session {
         if reject && !(c.direction == Direction::Inbound && c.state == ConnectionState::Alerting) {
             return Err(err(
                 ErrorKind::INVALID_STATE,
-                format!("only a ringing inbound call can be rejected; call {id} is {}", c.state),
+                format!(
+                    "only a ringing inbound call can be rejected; call {id} is {}",
+                    c.state
+                ),
             ));
         }
         if reject {
@@ -865,7 +890,10 @@ impl Session {
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
-                format!("baresip refused `{command}` on call {id}: {}", r.data.trim()),
+                format!(
+                    "baresip refused `{command}` on call {id}: {}",
+                    r.data.trim()
+                ),
             ));
         }
         // baresip 1.0.0 reports no hold event: the connector raises it.
@@ -913,7 +941,10 @@ impl Session {
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
-                format!("baresip could not send DTMF on call {id}: {}", r.data.trim()),
+                format!(
+                    "baresip could not send DTMF on call {id}: {}",
+                    r.data.trim()
+                ),
             ));
         }
         if let Some(ev) = self.core.digits_sent(id, digits) {
@@ -925,13 +956,21 @@ impl Session {
         })
     }
 
-    fn transfer(&mut self, id: &str, target: &str, deadline: Instant) -> Result<Outcome, PluginError> {
+    fn transfer(
+        &mut self,
+        id: &str,
+        target: &str,
+        deadline: Instant,
+    ) -> Result<Outcome, PluginError> {
         self.established(id, "blind transfer")?;
         let r = self.on_call(id, None, "transfer", Some(target), deadline)?;
         if !r.ok {
             return Err(err(
                 ErrorKind::REMOTE,
-                format!("baresip could not transfer call {id} to {target}: {}", r.data.trim()),
+                format!(
+                    "baresip could not transfer call {id} to {target}: {}",
+                    r.data.trim()
+                ),
             ));
         }
         self.core.transfer_sent(id, target);
@@ -1014,6 +1053,7 @@ impl Session {
             self.log(LogLevel::Warn, &format!("resync skipped: {e}"));
             return;
         }
+        let before = self.core.ids();
         let first = match self.request("listcalls", None, deadline) {
             Ok(r) => proto::parse_listcalls(&r.data),
             Err(e) => {
@@ -1026,6 +1066,29 @@ impl Session {
             .filter(|l| self.core.cached_line(l.line, &l.peer_uri).is_none())
             .map(|l| l.line.to_string())
             .collect();
+        if unknown.is_empty() {
+            // Every line is a call identified before: one listing suffices.
+            let phone: Vec<PhoneCall> = first
+                .into_iter()
+                .filter_map(|l| {
+                    let c = self.core.cached_line(l.line, &l.peer_uri)?;
+                    Some(PhoneCall {
+                        line: l.line,
+                        id: c.id.clone(),
+                        state: l.state,
+                        on_hold: l.on_hold,
+                        outgoing: c.direction == Direction::Outbound,
+                        peer_uri: l.peer_uri,
+                        peer_name: c.peer_name.clone(),
+                        local_uri: String::new(),
+                    })
+                })
+                .collect();
+            let r = self.core.reconcile(&before, &phone, true);
+            self.apply(r);
+            self.publish();
+            return;
+        }
         let mut reqs: Vec<(&str, Option<&str>)> = Vec::with_capacity(unknown.len() * 2 + 1);
         for line in &unknown {
             reqs.push(("line", Some(line)));
@@ -1045,7 +1108,10 @@ impl Session {
             if !rs[2 * i].data.contains("setting current call") {
                 continue; // ended meanwhile
             }
-            if let (Ok(n), Some(cs)) = (line.parse::<u32>(), proto::parse_callstat(&rs[2 * i + 1].data)) {
+            if let (Ok(n), Some(cs)) = (
+                line.parse::<u32>(),
+                proto::parse_callstat(&rs[2 * i + 1].data),
+            ) {
                 resolved.insert(n, cs);
             }
         }

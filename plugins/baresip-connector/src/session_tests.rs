@@ -52,7 +52,10 @@ impl HostApi for FakeHost {
 
 impl FakeHost {
     fn kinds(&self) -> Vec<String> {
-        lock(&self.events).iter().map(|e| e.kind.to_string()).collect()
+        lock(&self.events)
+            .iter()
+            .map(|e| e.kind.to_string())
+            .collect()
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&[ConnectorEvent]) -> bool) {
@@ -113,8 +116,9 @@ impl FakeBaresip {
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                *lock(&conns) += 1;
+                // The connection is usable by the test before it is counted.
                 *lock(&cur) = stream.try_clone().ok();
+                *lock(&conns) += 1;
                 let (req, script) = (req.clone(), script.clone());
                 std::thread::spawn(move || serve(stream, &req, &*script));
             }
@@ -141,6 +145,15 @@ impl FakeBaresip {
     fn drop_connection(&self) {
         if let Some(s) = lock(&self.current).take() {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Waits until the fake has accepted `n` connections.
+    fn wait_connections(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while *lock(&self.connections) < n {
+            assert!(Instant::now() < deadline, "no connection number {n}");
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -216,8 +229,20 @@ fn one_call_script() -> Box<Script> {
             call_event("CALL_CLOSED", "c1", "Connection reset by user"),
             response(""),
         ],
-        _ => vec![json!({"response": true, "ok": false, "data": format!("command not found ({command})\n")})],
+        _ => vec![
+            json!({"response": true, "ok": false, "data": format!("command not found ({command})\n")}),
+        ],
     })
+}
+
+/// Returns once the session has finished what it was doing (the resync
+/// after connecting): a command for an unknown call is answered by the
+/// session thread itself, after its current work.
+fn barrier(c: &mut BaresipConnector) {
+    let e = c
+        .execute(&cmd(CommandKind::HANGUP, "barrier"))
+        .expect_err("no such call");
+    assert_eq!(e.kind, ErrorKind::UNKNOWN_CALL, "{e}");
 }
 
 fn cmd(kind: CommandKind, id: &str) -> Command {
@@ -231,39 +256,64 @@ fn replies_are_matched_and_events_that_come_first_are_applied_first() {
     c.start(Vec::new()).expect("start");
     host.wait_for("LinkUp", |e| e.iter().any(|e| e.kind == EventKind::LINK_UP));
     // The resync on connect ran.
-    host.wait_for("resync", |_| fake.requests().contains(&"listcalls".to_owned()));
-    fake.send(&call_event("CALL_INCOMING", "c1", "sip:+15551234567@127.0.0.1:5080"));
-    host.wait_for("Delivered", |e| e.iter().any(|e| e.kind == EventKind::DELIVERED));
+    host.wait_for("resync", |_| {
+        fake.requests().contains(&"listcalls".to_owned())
+    });
+    fake.wait_connections(1);
+    barrier(&mut c);
+    fake.send(&call_event(
+        "CALL_INCOMING",
+        "c1",
+        "sip:+15551234567@127.0.0.1:5080",
+    ));
+    host.wait_for("Delivered", |e| {
+        e.iter().any(|e| e.kind == EventKind::DELIVERED)
+    });
 
     let out = c.execute(&cmd(CommandKind::ANSWER, "c1")).expect("answer");
     assert_eq!(out.call_id, "c1");
     // Established (from the event that preceded the reply) was emitted
     // before execute returned.
     assert_eq!(host.count(EventKind::ESTABLISHED), 1, "{:?}", host.kinds());
-    assert!(fake.requests().ends_with(&["callfind c1".to_owned(), "accept".to_owned()]));
+    assert!(fake
+        .requests()
+        .ends_with(&["callfind c1".to_owned(), "accept".to_owned()]));
 
     // Hold: baresip reports nothing; the connector raises Held itself.
     c.execute(&cmd(CommandKind::HOLD, "c1")).expect("hold");
     assert_eq!(host.count(EventKind::HELD), 1);
     // Holding a held call is refused by the connector, before baresip.
     let n = fake.requests().len();
-    let e = c.execute(&cmd(CommandKind::HOLD, "c1")).expect_err("already held");
+    let e = c
+        .execute(&cmd(CommandKind::HOLD, "c1"))
+        .expect_err("already held");
     assert_eq!(e.kind, ErrorKind::INVALID_STATE);
     assert_eq!(fake.requests().len(), n, "nothing sent");
-    c.execute(&cmd(CommandKind::RETRIEVE, "c1")).expect("retrieve");
+    c.execute(&cmd(CommandKind::RETRIEVE, "c1"))
+        .expect("retrieve");
     assert_eq!(host.count(EventKind::RETRIEVED), 1);
     c.execute(&cmd(CommandKind::MUTE, "c1")).expect("mute");
     assert_eq!(host.count(EventKind::MUTED), 1);
 
     // Accept on a call that is not ringing any more: refused locally.
-    let e = c.execute(&cmd(CommandKind::ANSWER, "c1")).expect_err("not ringing");
+    let e = c
+        .execute(&cmd(CommandKind::ANSWER, "c1"))
+        .expect_err("not ringing");
     assert_eq!(e.kind, ErrorKind::INVALID_STATE);
-    let e = c.execute(&cmd(CommandKind::ANSWER, "nope")).expect_err("unknown");
+    let e = c
+        .execute(&cmd(CommandKind::ANSWER, "nope"))
+        .expect_err("unknown");
     assert_eq!(e.kind, ErrorKind::UNKNOWN_CALL);
 
     c.execute(&cmd(CommandKind::HANGUP, "c1")).expect("hangup");
     let kinds = host.kinds();
-    let tail: Vec<&str> = kinds.iter().rev().take(2).rev().map(String::as_str).collect();
+    let tail: Vec<&str> = kinds
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
     assert_eq!(tail, ["ConnectionCleared", "CallCleared"]);
     assert!(c.calls().is_empty());
     c.stop().expect("stop");
@@ -281,9 +331,15 @@ fn an_accept_without_effect_is_an_error() {
     let (mut c, host) = connector(fake.port);
     c.start(Vec::new()).expect("start");
     host.wait_for("LinkUp", |e| e.iter().any(|e| e.kind == EventKind::LINK_UP));
+    fake.wait_connections(1);
+    barrier(&mut c);
     fake.send(&call_event("CALL_INCOMING", "c1", ""));
-    host.wait_for("Delivered", |e| e.iter().any(|e| e.kind == EventKind::DELIVERED));
-    let e = c.execute(&cmd(CommandKind::ANSWER, "c1")).expect_err("no answer");
+    host.wait_for("Delivered", |e| {
+        e.iter().any(|e| e.kind == EventKind::DELIVERED)
+    });
+    let e = c
+        .execute(&cmd(CommandKind::ANSWER, "c1"))
+        .expect_err("no answer");
     assert_eq!(e.kind, ErrorKind::REMOTE);
     assert!(e.message.contains("did not answer"), "{e}");
     c.stop().expect("stop");
@@ -298,8 +354,11 @@ fn garbage_drops_the_connection_and_the_connector_reconnects() {
     let (mut c, host) = connector(fake.port);
     c.start(Vec::new()).expect("start");
     host.wait_for("LinkUp", |e| e.iter().any(|e| e.kind == EventKind::LINK_UP));
+    fake.wait_connections(1);
     fake.send_raw(b"12:not json at all,");
-    host.wait_for("LinkDown", |e| e.iter().any(|e| e.kind == EventKind::LINK_DOWN));
+    host.wait_for("LinkDown", |e| {
+        e.iter().any(|e| e.kind == EventKind::LINK_DOWN)
+    });
     host.wait_for("LinkUp again", |e| {
         e.iter().filter(|e| e.kind == EventKind::LINK_UP).count() == 2
     });
@@ -311,11 +370,12 @@ fn garbage_drops_the_connection_and_the_connector_reconnects() {
         lock(&host.logs)
     );
     // A bad length too.
+    fake.wait_connections(2);
     fake.send_raw(b"x1:{},");
     host.wait_for("third LinkUp", |e| {
         e.iter().filter(|e| e.kind == EventKind::LINK_UP).count() == 3
     });
-    assert_eq!(*lock(&fake.connections), 3);
+    fake.wait_connections(3);
     c.stop().expect("stop");
 }
 
@@ -323,7 +383,8 @@ fn garbage_drops_the_connection_and_the_connector_reconnects() {
 fn a_lost_connection_is_reported_and_resynchronised() {
     // After the reconnect baresip lists one call the desktop never heard of;
     // the call the desktop knew is gone.
-    let fake = FakeBaresip::start(Box::new(|command, params| match command {
+    let fake = FakeBaresip::start(Box::new(|command, params| {
+        match command {
         "listcalls" => vec![response(
             "\n--- Active calls (1) ---\n> [line 1]  0:00:07  ESTABLISHED  (on hold)  sip:+15550001111@127.0.0.1:5080\n\n",
         )],
@@ -332,6 +393,7 @@ fn a_lost_connection_is_reported_and_resynchronised() {
             "\n===== Call debug (ESTABLISHED) =====\n local_uri:  <sip:1001@127.0.0.1>\n peer_uri:  Bob <sip:+15550001111@127.0.0.1:5080>\n af=AF_INET id=fresh\n direction: Incoming\n",
         )],
         _ => vec![response("")],
+    }
     }));
     let (mut c, host) = connector(fake.port);
     let known = CallInfo::new(
@@ -347,7 +409,8 @@ fn a_lost_connection_is_reported_and_resynchronised() {
             .any(|e| e.kind == EventKind::CALL_CLEARED && e.call_id == "stale")
     });
     host.wait_for("the fresh call announced and held", |e| {
-        e.iter().any(|e| e.kind == EventKind::HELD && e.call_id == "fresh")
+        e.iter()
+            .any(|e| e.kind == EventKind::HELD && e.call_id == "fresh")
     });
     let fresh: Vec<String> = lock(&host.events)
         .iter()
@@ -358,8 +421,11 @@ fn a_lost_connection_is_reported_and_resynchronised() {
     assert_eq!(c.calls().len(), 1);
     assert_eq!(c.calls()[0].state, ConnectionState::Held);
 
+    fake.wait_connections(1);
     fake.drop_connection();
-    host.wait_for("LinkDown", |e| e.iter().any(|e| e.kind == EventKind::LINK_DOWN));
+    host.wait_for("LinkDown", |e| {
+        e.iter().any(|e| e.kind == EventKind::LINK_DOWN)
+    });
     host.wait_for("LinkUp again", |e| {
         e.iter().filter(|e| e.kind == EventKind::LINK_UP).count() == 2
     });
@@ -391,15 +457,24 @@ fn not_connected_commands_fail_fast_and_stop_is_prompt() {
     mc.target = "1002".into();
     let e = c.execute(&mc).expect_err("down");
     assert_eq!(e.kind, ErrorKind::LINK_DOWN);
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     c.stop().expect("stop");
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn make_call_returns_the_new_call_id() {
-    let fake = FakeBaresip::start(Box::new(|command, _| match command {
+    let fake = FakeBaresip::start(Box::new(|command, _| {
+        match command {
         "listcalls" => vec![empty_listcalls()],
         // The id-less CALL_LOCAL_SDP comes before the reply, CALL_RINGING
         // before the reply of `callstat`.
@@ -414,6 +489,7 @@ fn make_call_returns_the_new_call_id() {
             response("\n===== Call debug (OUTGOING) =====\n local_uri:  <sip:1001@127.0.0.1>\n peer_uri:   <sip:bob@127.0.0.1:5090>\n af=AF_INET id=out1\n direction: Outgoing\n"),
         ],
         _ => vec![response("")],
+    }
     }));
     let (mut c, host) = connector(fake.port);
     c.start(Vec::new()).expect("start");
@@ -434,7 +510,9 @@ fn make_call_returns_the_new_call_id() {
             ("Delivered".to_owned(), "bob".to_owned())
         ]
     );
-    assert!(fake.requests().contains(&"dial sip:bob@127.0.0.1:5090".to_owned()));
+    assert!(fake
+        .requests()
+        .contains(&"dial sip:bob@127.0.0.1:5090".to_owned()));
     c.stop().expect("stop");
 }
 
@@ -449,7 +527,10 @@ fn bad_arguments_and_unsupported_commands_never_reach_baresip() {
     ] {
         let mut cmd = Command::new(kind, "c1");
         cmd.target = target.into();
-        assert_eq!(c.execute(&cmd).expect_err("bad").kind, ErrorKind::BAD_ARGUMENT);
+        assert_eq!(
+            c.execute(&cmd).expect_err("bad").kind,
+            ErrorKind::BAD_ARGUMENT
+        );
     }
     for kind in [
         CommandKind::CONSULT,
@@ -458,14 +539,21 @@ fn bad_arguments_and_unsupported_commands_never_reach_baresip() {
         CommandKind::ALTERNATE,
     ] {
         assert_eq!(
-            c.execute(&Command::new(kind, "c1")).expect_err("unsupported").kind,
+            c.execute(&Command::new(kind, "c1"))
+                .expect_err("unsupported")
+                .kind,
             ErrorKind::UNSUPPORTED
         );
     }
     // Settings are checked at construction.
     let fake = FakeHost::default();
     let handle: HostHandle = HostApi_TO::from_ptr(RArc::new(fake), TD_Opaque);
-    for bad in ["port = 0", "colour = 1", "reconnect_min_ms = 10\nreconnect_max_ms = 5", "host = \"\""] {
+    for bad in [
+        "port = 0",
+        "colour = 1",
+        "reconnect_min_ms = 10\nreconnect_max_ms = 5",
+        "host = \"\"",
+    ] {
         let e = BaresipConnector::new(Host::from_handle(handle.clone()), Settings::from_toml(bad))
             .err()
             .expect("refused");

@@ -316,14 +316,8 @@ impl Desk {
 
         if let (ROption::RSome(call), Some(text)) = (&ev.call, self.transcript_line(ev)) {
             // Chat transcript: who said what, without the call's state.
+            let _ = call;
             let _ = write!(line, " {text}");
-            if let (Some(n), true) = (number, ev.kind == EventKind::PARTICIPANT_LEFT) {
-                let keys = self.key_hints(n, call);
-                if !keys.is_empty() {
-                    line.push_str("  ");
-                    line.push_str(&keys);
-                }
-            }
         } else if let ROption::RSome(call) = &ev.call {
             if matches!(ev.kind, EventKind::DELIVERED | EventKind::ORIGINATED) {
                 let _ = write!(line, " {} -> {}", or_dash(&call.ani), or_dash(&call.dnis));

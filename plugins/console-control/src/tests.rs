@@ -479,8 +479,15 @@ fn chats_show_as_a_transcript() {
         EventKind::DELIVERED,
         chat("xmpp-1", S::Alerting, &[K::ANSWER, K::REJECT]),
     ));
-    assert!(line.contains("alice@example.com -> agent@example.com Alerting"), "{line}");
-    let mut ev = call_event(2, EventKind::MESSAGE_RECEIVED, chat("xmpp-1", S::Alerting, &[K::ANSWER, K::REJECT]));
+    assert!(
+        line.contains("alice@example.com -> agent@example.com Alerting"),
+        "{line}"
+    );
+    let mut ev = call_event(
+        2,
+        EventKind::MESSAGE_RECEIVED,
+        chat("xmpp-1", S::Alerting, &[K::ANSWER, K::REJECT]),
+    );
     ev.party = "alice@example.com".into();
     ev.text = "Hello, I need help".into();
     assert_eq!(

@@ -192,16 +192,17 @@ fn refused(r: Refusal) -> Response {
     error(r.status, &r.reason)
 }
 
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 response when the request lacks the right token.
+fn unauthorized(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if constant_time_eq(given.trim().as_bytes(), s.token.as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err(error(
+        Some(error(
             401,
             "missing or wrong token (Authorization: Bearer <token>)",
         ))
@@ -209,12 +210,10 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Reads the body (within the limit) as JSON or form fields.
-async fn fields(s: &Shared, headers: &HeaderMap, body: Body) -> Result<Fields, Response> {
-    let too_big = || {
-        error(
-            413,
-            &format!("the body is over {} bytes", s.max_body),
-        )
+async fn fields(s: &Shared, headers: &HeaderMap, body: Body) -> Result<Fields, Refusal> {
+    let too_big = || Refusal {
+        status: 413,
+        reason: format!("the body is over {} bytes", s.max_body),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -234,27 +233,30 @@ async fn fields(s: &Shared, headers: &HeaderMap, body: Body) -> Result<Fields, R
         .trim()
         .to_ascii_lowercase();
     match ctype.as_str() {
-        "application/json" => Fields::from_json(&bytes).map_err(refused),
-        "application/x-www-form-urlencoded" => Fields::from_form(&bytes).map_err(refused),
-        "" if bytes.is_empty() => Err(error(400, "an empty body")),
-        other => Err(error(
-            415,
-            &format!(
+        "application/json" => Fields::from_json(&bytes),
+        "application/x-www-form-urlencoded" => Fields::from_form(&bytes),
+        "" if bytes.is_empty() => Err(Refusal {
+            status: 400,
+            reason: "an empty body".into(),
+        }),
+        other => Err(Refusal {
+            status: 415,
+            reason: format!(
                 "content type \"{other}\" is not application/json or application/x-www-form-urlencoded"
             ),
-        )),
+        }),
     }
 }
 
 type St = State<Arc<Shared>>;
 
 async fn create(State(s): St, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let f = match fields(&s, &headers, body).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let mut store = lock(&s.store);
     let (id, events) = match store.create(f) {
@@ -276,14 +278,14 @@ async fn create(State(s): St, headers: HeaderMap, body: Body) -> Response {
 }
 
 async fn list(State(s): St, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     Json(lock(&s.store).list_json()).into_response()
 }
 
 async fn show(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     match lock(&s.store).json(&id) {
@@ -293,12 +295,12 @@ async fn show(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> Respo
 }
 
 async fn update(State(s): St, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let f = match fields(&s, &headers, body).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let mut store = lock(&s.store);
     match store.update(&id, f) {
@@ -311,7 +313,7 @@ async fn update(State(s): St, headers: HeaderMap, Path(id): Path<String>, body: 
 }
 
 async fn clear(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let mut store = lock(&s.store);
@@ -328,7 +330,7 @@ async fn clear(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> Resp
 }
 
 async fn fallback(State(s): St, method: Method, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let _ = method;
@@ -338,10 +340,7 @@ async fn fallback(State(s): St, method: Method, headers: HeaderMap) -> Response 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/interactions", get(list).post(create))
-        .route(
-            "/interactions/{id}",
-            get(show).patch(update).delete(clear),
-        )
+        .route("/interactions/{id}", get(show).patch(update).delete(clear))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async { error(405, "method not allowed here") })
         .with_state(shared)
@@ -420,15 +419,13 @@ impl Connector for Listener {
     fn start(&mut self, calls: Vec<CallInfo>) -> Result<(), PluginError> {
         self.stop_server();
         lock(&self.shared.store).adopt(&calls);
-        let listener = std::net::TcpListener::bind((self.cfg.bind, self.cfg.port)).map_err(|e| {
-            PluginError::new(
-                ErrorKind::INTERNAL,
-                format!(
-                    "cannot listen on {}:{}: {e}",
-                    self.cfg.bind, self.cfg.port
-                ),
-            )
-        })?;
+        let listener =
+            std::net::TcpListener::bind((self.cfg.bind, self.cfg.port)).map_err(|e| {
+                PluginError::new(
+                    ErrorKind::INTERNAL,
+                    format!("cannot listen on {}:{}: {e}", self.cfg.bind, self.cfg.port),
+                )
+            })?;
         let addr = listener
             .local_addr()
             .map_err(|e| PluginError::new(ErrorKind::INTERNAL, e.to_string()))?;
@@ -477,14 +474,14 @@ impl Connector for Listener {
             LogLevel::Info,
             &format!("listener-connector listening on http://{addr}/interactions"),
         );
-        if !(self.shared.emit)(ConnectorEvent::new(
-            EventKind::LINK_UP,
-            "",
-            ConnectionState::Null,
-        )
-        .with_cause(format!("listening on {addr}")))
-        {
-            return Err(PluginError::new(ErrorKind::UNAVAILABLE, "the host is stopping"));
+        if !(self.shared.emit)(
+            ConnectorEvent::new(EventKind::LINK_UP, "", ConnectionState::Null)
+                .with_cause(format!("listening on {addr}")),
+        ) {
+            return Err(PluginError::new(
+                ErrorKind::UNAVAILABLE,
+                "the host is stopping",
+            ));
         }
         Ok(())
     }
@@ -530,8 +527,14 @@ mod tests {
         for (text, want) in [
             ("", "`token`"),
             ("token = \"short\"", "at least 16"),
-            ("token = \"0123456789abcdef\"\nbind = \"localhost\"", "not an IP"),
-            ("token = \"0123456789abcdef\"\nmax_body_bytes = 1", "max_body_bytes"),
+            (
+                "token = \"0123456789abcdef\"\nbind = \"localhost\"",
+                "not an IP",
+            ),
+            (
+                "token = \"0123456789abcdef\"\nmax_body_bytes = 1",
+                "max_body_bytes",
+            ),
             ("token = \"0123456789abcdef\"\nport = 70000", "u16"),
             ("token = \"0123456789abcdef\"\nextra = 1", "extra"),
         ] {

@@ -230,7 +230,10 @@ impl Store {
     pub fn create(&mut self, f: Fields) -> Result<(String, Events), Refusal> {
         let ani = f.ani.unwrap_or_default();
         if ani.trim().is_empty() {
-            return Err(refuse(400, "\"ani\" is required (the caller's number or address)"));
+            return Err(refuse(
+                400,
+                "\"ani\" is required (the caller's number or address)",
+            ));
         }
         let dnis = f.dnis.unwrap_or_default();
         for (name, v) in [("ani", &ani), ("dnis", &dnis)] {
@@ -397,9 +400,12 @@ impl Store {
                 }
                 entry.info.state = ConnectionState::Connected;
                 let ani = entry.info.ani.clone();
-                Ok(vec![
-                    ev(EventKind::ESTABLISHED, id, ConnectionState::Connected).with_party(ani)
-                ])
+                Ok(vec![ev(
+                    EventKind::ESTABLISHED,
+                    id,
+                    ConnectionState::Connected,
+                )
+                .with_party(ani)])
             }
             CommandKind::REJECT => {
                 if state != ConnectionState::Alerting {
@@ -467,15 +473,22 @@ mod tests {
         .unwrap();
         assert_eq!(id, "lst-1");
         assert_eq!(evs[0].kind, EventKind::DELIVERED);
-        let ROption::RSome(info) = &evs[0].call else { panic!() };
+        let ROption::RSome(info) = &evs[0].call else {
+            panic!()
+        };
         assert_eq!(info.ani.as_str(), "+15551234");
         assert_eq!(lookup(&info.data, "type"), Some("ivr"));
         assert_eq!(lookup(&info.data, "vip"), Some("true"));
         assert_eq!(lookup(&info.data, "score"), Some("7"));
         let evs = s
-            .update(&id, Fields::from_json(br#"{"data":{"account":"43","lang":"fr"}}"#).unwrap())
+            .update(
+                &id,
+                Fields::from_json(br#"{"data":{"account":"43","lang":"fr"}}"#).unwrap(),
+            )
             .unwrap();
-        let ROption::RSome(changed) = &evs[0].call else { panic!() };
+        let ROption::RSome(changed) = &evs[0].call else {
+            panic!()
+        };
         assert_eq!(changed.data.len(), 2);
         assert_eq!(evs[0].state, ConnectionState::Alerting);
         assert_eq!(s.json(&id).unwrap()["data"]["account"], "43");
@@ -507,9 +520,17 @@ mod tests {
             ("not json", 400, "not JSON"),
             ("[1]", 400, "JSON object"),
             (r#"{"dnis":"1"}"#, 400, "\"ani\" is required"),
-            (r#"{"ani":"1","data":[1]}"#, 400, "\"data\" must be an object"),
+            (
+                r#"{"ani":"1","data":[1]}"#,
+                400,
+                "\"data\" must be an object",
+            ),
             (r#"{"ani":"1","data":{"a":{"b":1}}}"#, 400, "data.a"),
-            (r#"{"ani":"1","colour":"red"}"#, 400, "unknown field \"colour\""),
+            (
+                r#"{"ani":"1","colour":"red"}"#,
+                400,
+                "unknown field \"colour\"",
+            ),
             (r#"{"ani":"1","id":"bad id!"}"#, 400, "\"id\" must be"),
         ] {
             let r = post(&mut s, body).unwrap_err();
@@ -518,15 +539,20 @@ mod tests {
         }
         assert!(s.calls().is_empty());
         post(&mut s, r#"{"ani":"1","id":"ivr-7"}"#).unwrap();
-        assert_eq!(post(&mut s, r#"{"ani":"1","id":"ivr-7"}"#).unwrap_err().status, 409);
+        assert_eq!(
+            post(&mut s, r#"{"ani":"1","id":"ivr-7"}"#)
+                .unwrap_err()
+                .status,
+            409
+        );
         let big: String = (0..70).map(|i| format!("\"k{i}\":\"v\",")).collect();
-        let body = format!("{{\"ani\":\"1\",\"data\":{{{}}}}}", big.trim_end_matches(','));
+        let body = format!(
+            "{{\"ani\":\"1\",\"data\":{{{}}}}}",
+            big.trim_end_matches(',')
+        );
         assert_eq!(post(&mut s, &body).unwrap_err().status, 400);
         assert_eq!(s.calls().len(), 1);
-        assert_eq!(
-            s.update("nope", Fields::default()).unwrap_err().status,
-            404
-        );
+        assert_eq!(s.update("nope", Fields::default()).unwrap_err().status, 404);
         assert_eq!(
             s.update("ivr-7", Fields::from_json(br#"{"ani":"2"}"#).unwrap())
                 .unwrap_err()
@@ -540,13 +566,22 @@ mod tests {
         let mut s = store();
         let (id, _) = post(&mut s, r#"{"ani":"1"}"#).unwrap();
         let c = |k| Command::new(k, id.as_str());
-        assert_eq!(s.execute(&c(CommandKind::HOLD)).unwrap_err().kind, ErrorKind::UNSUPPORTED);
+        assert_eq!(
+            s.execute(&c(CommandKind::HOLD)).unwrap_err().kind,
+            ErrorKind::UNSUPPORTED
+        );
         let e = s.execute(&c(CommandKind::ANSWER)).unwrap();
         assert_eq!(e[0].kind, EventKind::ESTABLISHED);
-        assert_eq!(s.execute(&c(CommandKind::REJECT)).unwrap_err().kind, ErrorKind::INVALID_STATE);
+        assert_eq!(
+            s.execute(&c(CommandKind::REJECT)).unwrap_err().kind,
+            ErrorKind::INVALID_STATE
+        );
         let e = s.execute(&c(CommandKind::HANGUP)).unwrap();
         assert_eq!(e[0].party.as_str(), "agent-1");
-        assert_eq!(s.execute(&c(CommandKind::HANGUP)).unwrap_err().kind, ErrorKind::UNKNOWN_CALL);
+        assert_eq!(
+            s.execute(&c(CommandKind::HANGUP)).unwrap_err().kind,
+            ErrorKind::UNKNOWN_CALL
+        );
     }
 
     #[test]

@@ -418,7 +418,8 @@ impl Core {
                         subject: None,
                         lines: vec![(bare.to_string(), text.clone())],
                     };
-                    out.stanzas.push(self.handover_stanza(&f.target.clone(), &h, &text));
+                    out.stanzas
+                        .push(self.handover_stanza(&f.target.clone(), &h, &text));
                 }
                 return out;
             }
@@ -563,7 +564,8 @@ impl Core {
                         lines: Vec::new(),
                     };
                     let summary = format!("{bare} went offline.");
-                    out.stanzas.push(self.handover_stanza(&f.target, &h, &summary));
+                    out.stanzas
+                        .push(self.handover_stanza(&f.target, &h, &summary));
                 }
             }
             _ => {}
@@ -577,9 +579,13 @@ impl Core {
         };
         vec![
             ev(EventKind::PARTICIPANT_LEFT, &c.call_id, c.state).with_party(customer.as_str()),
-            ev(EventKind::CONNECTION_CLEARED, &c.call_id, ConnectionState::Null)
-                .with_party(customer.as_str())
-                .with_cause(cause),
+            ev(
+                EventKind::CONNECTION_CLEARED,
+                &c.call_id,
+                ConnectionState::Null,
+            )
+            .with_party(customer.as_str())
+            .with_cause(cause),
             ev(EventKind::CALL_CLEARED, &c.call_id, ConnectionState::Null).with_cause(cause),
         ]
     }
@@ -614,9 +620,13 @@ impl Core {
         };
         self.close(&customer);
         vec![
-            ev(EventKind::CONNECTION_CLEARED, call_id, ConnectionState::Null)
-                .with_party(self.me.as_str())
-                .with_cause(cause),
+            ev(
+                EventKind::CONNECTION_CLEARED,
+                call_id,
+                ConnectionState::Null,
+            )
+            .with_party(self.me.as_str())
+            .with_cause(cause),
             ev(EventKind::CALL_CLEARED, call_id, ConnectionState::Null).with_cause(cause),
         ]
     }
@@ -632,7 +642,10 @@ impl Core {
         let wrong_state = |verb: &str| {
             PluginError::new(
                 ErrorKind::INVALID_STATE,
-                format!("cannot {verb} chat \"{}\" while it is {}", c.call_id, c.state),
+                format!(
+                    "cannot {verb} chat \"{}\" while it is {}",
+                    c.call_id, c.state
+                ),
             )
         };
         match command.kind {
@@ -644,8 +657,12 @@ impl Core {
                     conv.state = ConnectionState::Connected;
                 }
                 out.events.push(
-                    ev(EventKind::ESTABLISHED, &c.call_id, ConnectionState::Connected)
-                        .with_party(c.customer.as_str()),
+                    ev(
+                        EventKind::ESTABLISHED,
+                        &c.call_id,
+                        ConnectionState::Connected,
+                    )
+                    .with_party(c.customer.as_str()),
                 );
             }
             CommandKind::REJECT => {
@@ -709,7 +726,10 @@ impl Core {
             ));
         }
         if command.text.trim().is_empty() {
-            return Err(PluginError::new(ErrorKind::BAD_ARGUMENT, "an empty message"));
+            return Err(PluginError::new(
+                ErrorKind::BAD_ARGUMENT,
+                "an empty message",
+            ));
         }
         Ok(self.reply(c, &command.text))
     }
@@ -732,12 +752,18 @@ impl Core {
     ///
     /// # Errors
     /// `UnknownCall`, `InvalidState`, `BadArgument` (not an account JID).
-    pub fn prepare_transfer(&self, command: &Command) -> Result<(BareJid, Vec<Stanza>), PluginError> {
+    pub fn prepare_transfer(
+        &self,
+        command: &Command,
+    ) -> Result<(BareJid, Vec<Stanza>), PluginError> {
         let c = self.conv_of(command)?;
         if c.state != ConnectionState::Connected {
             return Err(PluginError::new(
                 ErrorKind::INVALID_STATE,
-                format!("chat \"{}\" is {}: only a connected chat can be transferred", c.call_id, c.state),
+                format!(
+                    "chat \"{}\" is {}: only a connected chat can be transferred",
+                    c.call_id, c.state
+                ),
             ));
         }
         let raw = command.target.trim().trim_start_matches("xmpp:");
@@ -747,7 +773,10 @@ impl Core {
             .ok_or_else(|| {
                 PluginError::new(
                     ErrorKind::BAD_ARGUMENT,
-                    format!("transfer target \"{}\" is not an account address (user@domain)", command.target),
+                    format!(
+                        "transfer target \"{}\" is not an account address (user@domain)",
+                        command.target
+                    ),
                 )
             })?;
         if target == self.me || target == c.customer {
@@ -783,7 +812,12 @@ impl Core {
 
     /// BlindTransfer, step 2 (the hand-over went out): the chat leaves this
     /// desktop; later messages and the customer's departure are passed on.
-    pub fn transferred(&mut self, call_id: &str, target: &BareJid, now: Instant) -> Vec<ConnectorEvent> {
+    pub fn transferred(
+        &mut self,
+        call_id: &str,
+        target: &BareJid,
+        now: Instant,
+    ) -> Vec<ConnectorEvent> {
         let Some(customer) = self.ids.get(call_id).cloned() else {
             return Vec::new();
         };

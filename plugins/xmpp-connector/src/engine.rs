@@ -32,7 +32,10 @@ pub type LogFn = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
 /// A request from the connector's `execute`/`stop`.
 pub enum Job {
     /// Carry out a command and reply.
-    Execute(Command, std_mpsc::SyncSender<Result<Outcome, PluginError>>),
+    Execute(
+        Box<Command>,
+        std_mpsc::SyncSender<Result<Outcome, PluginError>>,
+    ),
     /// Close the session and end the loop.
     Stop,
 }
@@ -134,7 +137,6 @@ impl Engine {
             match result {
                 Ok(link) => {
                     delay = self.cfg.reconnect_min;
-                    attempt = 0;
                     last_error.clear();
                     (self.log)(
                         LogLevel::Info,
@@ -143,10 +145,13 @@ impl Engine {
                     match self.session(link).await {
                         End::Stop => return,
                         End::Lost(why) => {
-                            let cause = format!("connection to {} lost: {why}", self.cfg.connect.server);
+                            let cause =
+                                format!("connection to {} lost: {why}", self.cfg.connect.server);
                             (self.log)(LogLevel::Warn, &format!("xmpp-connector: {cause}"));
                             self.link_event(EventKind::LINK_DOWN, &cause);
-                            // Reconnect at once the first time.
+                            // Reconnect at once the first time (reported as
+                            // Reconnecting: attempt 2 of this outage).
+                            attempt = 1;
                             continue;
                         }
                     }

@@ -63,9 +63,9 @@ use cti_plugin_api::sdk::prelude::*;
 use tokio::sync::mpsc;
 
 pub use engine::{EmitFn, Job, LogFn};
+pub use settings::XmppSettings;
 /// The XMPP library the connector is built on (for clients in tests).
 pub use tokio_xmpp;
-pub use settings::XmppSettings;
 
 /// The commands the XMPP connector supports.
 pub const CAPABILITIES: Capabilities = Capabilities::from_kinds(&[
@@ -209,8 +209,10 @@ impl Connector for XmppConnector {
         };
         let (tx, rx) = std_mpsc::sync_channel(1);
         r.jobs
-            .send(Job::Execute(command.clone(), tx))
-            .map_err(|_| PluginError::new(ErrorKind::UNAVAILABLE, "the session loop has stopped"))?;
+            .send(Job::Execute(Box::new(command.clone()), tx))
+            .map_err(|_| {
+                PluginError::new(ErrorKind::UNAVAILABLE, "the session loop has stopped")
+            })?;
         rx.recv_timeout(EXECUTE_WAIT).unwrap_or_else(|_| {
             Err(PluginError::new(
                 ErrorKind::TIMEOUT,

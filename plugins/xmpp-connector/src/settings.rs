@@ -92,7 +92,9 @@ impl XmppSettings {
         let jid = BareJid::new(raw.jid.trim())
             .map_err(|e| bad(format!("`jid` \"{}\" is not a JID: {e}", raw.jid)))?;
         if jid.node().is_none() {
-            return Err(bad(format!("`jid` \"{jid}\" needs a user part (user@domain)")));
+            return Err(bad(format!(
+                "`jid` \"{jid}\" needs a user part (user@domain)"
+            )));
         }
         let password = match (raw.password, raw.password_file) {
             (Some(_), Some(_)) => {
@@ -224,9 +226,18 @@ mod tests {
                 "jid = \"a@b\"\npassword = \"hunter2\"\npassword_file = \"/x\"",
                 "not both",
             ),
-            ("jid = \"a@b\"\npassword_file = \"/nonexistent/pw\"", "/nonexistent/pw"),
-            ("jid = \"a@b\"\npassword = \"hunter2\"\ntls = \"ssl\"", "`tls` must be"),
-            ("jid = \"a@b\"\npassword = \"hunter2\"\nserver = \"host\"", "host:port"),
+            (
+                "jid = \"a@b\"\npassword_file = \"/nonexistent/pw\"",
+                "/nonexistent/pw",
+            ),
+            (
+                "jid = \"a@b\"\npassword = \"hunter2\"\ntls = \"ssl\"",
+                "`tls` must be",
+            ),
+            (
+                "jid = \"a@b\"\npassword = \"hunter2\"\nserver = \"host\"",
+                "host:port",
+            ),
             (
                 "jid = \"a@b\"\npassword = \"hunter2\"\ntls = \"none\"\nca_file = \"/x\"",
                 "needs tls",

@@ -121,6 +121,7 @@ fn other(e: impl fmt::Display) -> ConnectError {
 
 /// What [`Link::recv`] returns.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Returned by value once per stanza; boxing buys nothing.
 pub enum Recv {
     /// A stanza.
     Stanza(Stanza),
@@ -185,8 +186,13 @@ async fn handshake(opts: &ConnectOptions) -> Result<Link, ConnectError> {
     )
     .await
     .map_err(other)?;
-    let (features, stream): (StreamFeatures, XmlStream<BufStream<TcpStream>, FallibleStreamElement>) =
-        pending.recv_features().await.map_err(|e| other(format!("{e:?}")))?;
+    let (features, stream): (
+        StreamFeatures,
+        XmlStream<BufStream<TcpStream>, FallibleStreamElement>,
+    ) = pending
+        .recv_features()
+        .await
+        .map_err(|e| other(format!("{e:?}")))?;
     let (features, stream) = match &opts.security {
         Security::Plain => (features, stream.box_stream()),
         Security::StartTls {
@@ -242,8 +248,10 @@ async fn handshake(opts: &ConnectOptions) -> Result<Link, ConnectError> {
         .send_header(header(&domain))
         .await
         .map_err(other)?;
-    let (features, mut stream): (StreamFeatures, Stream) =
-        pending.recv_features().await.map_err(|e| other(format!("{e:?}")))?;
+    let (features, mut stream): (StreamFeatures, Stream) = pending
+        .recv_features()
+        .await
+        .map_err(|e| other(format!("{e:?}")))?;
     if !features.can_bind() {
         return Err(other("the server offers no resource binding"));
     }
@@ -262,7 +270,10 @@ async fn handshake(opts: &ConnectOptions) -> Result<Link, ConnectError> {
                     break r.jid;
                 }
                 Iq::Error { error, .. } => {
-                    return Err(other(format!("bind refused: {:?}", error.defined_condition)))
+                    return Err(other(format!(
+                        "bind refused: {:?}",
+                        error.defined_condition
+                    )))
                 }
                 _ => return Err(other("unexpected bind response")),
             },
@@ -477,7 +488,10 @@ mod tests {
             timeouts: Timeouts::tight(),
         };
         let text = format!("{o:?}");
-        assert!(text.contains("agent@cti.test") && !text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("agent@cti.test") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p cti-host -p xmpp-connector -p cti-e2e --bin chat_bench
-//! target/release/chat_bench [--customers 20] [--burst 100] [--paced 400]
+//! target/release/chat_bench [--customers 20] [--burst 500] [--paced 400]
 //! ```
 //!
 //! Set-up: a fresh Prosody on loopback, `cti-host run` with the XMPP
@@ -85,9 +85,13 @@ fn main() {
         std::process::exit(2);
     }
     let customers = arg("--customers", 20).max(1);
-    let burst = arg("--burst", 100);
+    let burst = arg("--burst", 500);
     let paced = arg("--paced", 400);
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
 
     let mut p = Prosody::new();
     p.register("agent", "agentpw");
@@ -218,7 +222,10 @@ channel = "chat"
     }
     let lat = wait_all(&sent, Duration::from_secs(30));
     let lost = sent.len() - lat.len();
-    report("paced (200 msg/s offered) customer send → control receipt", lat);
+    report(
+        "paced (200 msg/s offered) customer send → control receipt",
+        lat,
+    );
     if lost > 0 {
         println!("  LOST: {lost} messages not received");
     }
@@ -250,7 +257,11 @@ channel = "chat"
 
     // Agent replies: ctl send → the customer's client.
     let mut lat = Vec::new();
-    let (first_ani, first_call) = calls.iter().next().map(|(a, c)| (a.clone(), c.clone())).unwrap();
+    let (first_ani, first_call) = calls
+        .iter()
+        .next()
+        .map(|(a, c)| (a.clone(), c.clone()))
+        .unwrap();
     let idx: usize = first_ani
         .trim_start_matches('c')
         .split('@')
@@ -264,7 +275,10 @@ channel = "chat"
         let r = clients[idx].expect(AGENT, |b| b == text);
         lat.push(r.at.duration_since(at));
     }
-    report("reply: `cti-host ctl send` (incl. process start) → customer's client", lat);
+    report(
+        "reply: `cti-host ctl send` (incl. process start) → customer's client",
+        lat,
+    );
 
     let _ = events.kill();
     let _ = events.wait();

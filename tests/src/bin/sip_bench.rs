@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p cti-host -p baresip-connector -p recorder-control
-//! cargo run --release -p cti-e2e --bin sip_bench -- [--rates 10,25,50,100,150,200] [--seconds 4] [--hold-ms 100]
+//! cargo run --release -p cti-e2e --bin sip_bench -- [--rates 10,25,50,100,150,200,250,300] [--seconds 4] [--hold-ms 100] [--max-added-p95-ms 50]
 //! ```
 //!
 //! Two baresips run side by side on 127.0.0.1 with the same configuration:
@@ -36,13 +36,15 @@ struct Args {
     rates: Vec<f64>,
     seconds: f64,
     hold_ms: u64,
+    max_added_p95_ms: f64,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        rates: vec![10.0, 25.0, 50.0, 100.0, 150.0, 200.0],
+        rates: vec![10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0],
         seconds: 4.0,
         hold_ms: 100,
+        max_added_p95_ms: 50.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,9 +58,12 @@ fn args() -> Args {
             }
             "--seconds" => a.seconds = v.parse().expect("--seconds: a number"),
             "--hold-ms" => a.hold_ms = v.parse().expect("--hold-ms: milliseconds"),
+            "--max-added-p95-ms" => {
+                a.max_added_p95_ms = v.parse().expect("--max-added-p95-ms: milliseconds");
+            }
             _ => {
                 eprintln!(
-                    "usage: sip_bench [--rates 10,25,50,100,150,200] [--seconds 4] [--hold-ms 100]"
+                    "usage: sip_bench [--rates 10,25,50,100,150,200,250,300] [--seconds 4] [--hold-ms 100] [--max-added-p95-ms 50]"
                 );
                 std::process::exit(2);
             }
@@ -92,14 +97,21 @@ impl Run {
 fn stat(screen: &str, label: &str) -> u32 {
     screen
         .lines()
-        .filter(|l| l.trim_start().starts_with(label))
-        .last()
+        .rev()
+        .find(|l| l.trim_start().starts_with(label))
         .and_then(|l| l.rsplit('|').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
 
-fn place_calls(lab: &Lab, name: &str, target: &Baresip, rate: f64, calls: u32, hold_ms: u64) -> Run {
+fn place_calls(
+    lab: &Lab,
+    name: &str,
+    target: &Baresip,
+    rate: f64,
+    calls: u32,
+    hold_ms: u64,
+) -> Run {
     let hold = hold_ms.to_string();
     let mut sipp = Sipp::scenario_with(lab, name, "uac_caller_hangs_up.xml", &[("HOLD_MS", &hold)])
         .remote(&target.direct())
@@ -156,7 +168,10 @@ fn place_calls(lab: &Lab, name: &str, target: &Baresip, rate: f64, calls: u32, h
         rate
     };
     if rc != 0 {
-        eprintln!("  {name}: SIPp exit code {rc}; logs in {}", sipp.dir.display());
+        eprintln!(
+            "  {name}: SIPp exit code {rc}; logs in {}",
+            sipp.dir.display()
+        );
     }
     Run {
         calls,
@@ -210,13 +225,18 @@ fn main() {
         std::env::set_var("CTI_BIN_DIR", &dir);
     }
     if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+        // The connector's own lines (failed commands, resyncs), not every call.
+        std::env::set_var("RUST_LOG", "warn,cti_host::plugin=info");
     }
     if !sip::tools_present("sip_bench") {
         std::process::exit(2);
     }
     let bin = cti_e2e::bin_dir();
-    for f in ["cti-host", "libbaresip_connector.so", "librecorder_control.so"] {
+    for f in [
+        "cti-host",
+        "libbaresip_connector.so",
+        "librecorder_control.so",
+    ] {
         if !bin.join(f).exists() {
             eprintln!(
                 "{} is missing: cargo build --release -p cti-host -p baresip-connector -p recorder-control",
@@ -250,8 +270,18 @@ fn main() {
     );
     println!(
         "{:>6} {:>6} | {:>8} {:>6} {:>7} {:>7} | {:>8} {:>6} {:>7} {:>7} | {:>8} {:>8}",
-        "rate", "calls", "auto cps", "fail", "p50 ms", "p95 ms", "cti cps", "fail", "p50 ms", "p95 ms",
-        "+p50 ms", "+p95 ms"
+        "rate",
+        "calls",
+        "auto cps",
+        "fail",
+        "p50 ms",
+        "p95 ms",
+        "cti cps",
+        "fail",
+        "p50 ms",
+        "p95 ms",
+        "+p50 ms",
+        "+p95 ms"
     );
     let mut best: Option<(f64, f64, f64, f64)> = None;
     let mut failed_at = None;
@@ -297,12 +327,17 @@ fn main() {
             failed_at = Some(rate);
             break;
         }
-        best = Some((
-            real.rate,
-            real.pct(0.5) - base.pct(0.5),
-            real.pct(0.95) - base.pct(0.95),
-            rate,
-        ));
+        let added_p95 = real.pct(0.95) - base.pct(0.95);
+        if added_p95 > a.max_added_p95_ms {
+            // No failure yet, but answers queue up: not sustainable.
+            println!(
+                "  cti at {rate}/s: p95 answer latency {added_p95:+.1} ms over the baseline \
+                 (limit {:+.0} ms): answers are queueing — stopping",
+                a.max_added_p95_ms
+            );
+            break;
+        }
+        best = Some((real.rate, real.pct(0.5) - base.pct(0.5), added_p95, rate));
         if base.failed > 0 {
             println!("  baseline failed at {rate}/s: baresip itself is the limit — stopping");
             break;
@@ -310,9 +345,11 @@ fn main() {
     }
     match best {
         Some((achieved, d50, d95, target)) => println!(
-            "\nsustained with 0 failures: {target} calls/s offered ({achieved:.1} achieved); \
-             answer latency added by the CTI path over baresip's answermode=auto: \
-             {d50:+.2} ms median, {d95:+.2} ms p95 ({:.0} s)",
+            "\nsustained: {target} calls/s offered ({achieved:.1} achieved) with 0 failures and \
+             p95 added latency within {:.0} ms; answer latency added by the CTI path over \
+             baresip's answermode=auto at that rate: {d50:+.2} ms median, {d95:+.2} ms p95 \
+             ({:.0} s)",
+            a.max_added_p95_ms,
             started.elapsed().as_secs_f64()
         ),
         None => println!("\nno rate completed without failures"),
@@ -320,6 +357,9 @@ fn main() {
     if let Some(rate) = failed_at {
         // Keep the lab (SIPp traces, baresip logs, the desktop's log).
         let kept = lab.keep();
-        println!("first failing rate {rate}/s; logs kept in {}", kept.display());
+        println!(
+            "first failing rate {rate}/s; logs kept in {}",
+            kept.display()
+        );
     }
 }

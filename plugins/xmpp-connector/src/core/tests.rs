@@ -106,15 +106,24 @@ fn two_customers_get_two_chats() {
 fn ignored_messages() {
     let mut c = core();
     // Own resources, the server, errors, group chat, empty bodies.
-    assert!(c.on_message(msg("agent@cti.test/other", Some("x")), Instant::now()).events.is_empty());
-    assert!(c.on_message(msg("cti.test", Some("motd")), Instant::now()).events.is_empty());
+    assert!(c
+        .on_message(msg("agent@cti.test/other", Some("x")), Instant::now())
+        .events
+        .is_empty());
+    assert!(c
+        .on_message(msg("cti.test", Some("motd")), Instant::now())
+        .events
+        .is_empty());
     let mut e = msg("alice@cti.test/x", Some("x"));
     e.type_ = MessageType::Error;
     assert!(c.on_message(e, Instant::now()).events.is_empty());
     let mut g = msg("room@muc.cti.test/bob", Some("x"));
     g.type_ = MessageType::Groupchat;
     assert!(c.on_message(g, Instant::now()).events.is_empty());
-    assert!(c.on_message(msg("alice@cti.test/x", Some("  ")), Instant::now()).events.is_empty());
+    assert!(c
+        .on_message(msg("alice@cti.test/x", Some("  ")), Instant::now())
+        .events
+        .is_empty());
     assert!(c.is_empty());
 }
 
@@ -138,18 +147,28 @@ fn answer_reply_hangup() {
     // Not before it is answered.
     let mut send = cmd(CommandKind::SEND_MESSAGE, &id);
     send.text = "hello".into();
-    assert_eq!(c.prepare_send(&send).unwrap_err().kind, ErrorKind::INVALID_STATE);
+    assert_eq!(
+        c.prepare_send(&send).unwrap_err().kind,
+        ErrorKind::INVALID_STATE
+    );
     let out = c.execute(&cmd(CommandKind::ANSWER, &id), true).unwrap();
     assert_eq!(kinds(&out), ["Established"]);
     assert_eq!(out.events[0].state, ConnectionState::Connected);
     assert_eq!(
-        c.execute(&cmd(CommandKind::ANSWER, &id), true).unwrap_err().kind,
+        c.execute(&cmd(CommandKind::ANSWER, &id), true)
+            .unwrap_err()
+            .kind,
         ErrorKind::INVALID_STATE
     );
     // The reply goes to the resource that wrote, with the default language.
     let stanza = c.prepare_send(&send).unwrap();
-    assert_eq!(body(&stanza), ("alice@cti.test/phone".into(), "hello".into()));
-    let Stanza::Message(m) = &stanza else { unreachable!() };
+    assert_eq!(
+        body(&stanza),
+        ("alice@cti.test/phone".into(), "hello".into())
+    );
+    let Stanza::Message(m) = &stanza else {
+        unreachable!()
+    };
     assert!(m.bodies.contains_key(&Lang::default()));
     let sent = c.sent(&id, "hello").unwrap();
     assert_eq!(sent.kind, EventKind::MESSAGE_SENT);
@@ -162,11 +181,16 @@ fn answer_reply_hangup() {
     assert_eq!(body(&out.stanzas[0]).1, "bye");
     assert!(c.is_empty());
     assert_eq!(
-        c.execute(&cmd(CommandKind::HANGUP, &id), true).unwrap_err().kind,
+        c.execute(&cmd(CommandKind::HANGUP, &id), true)
+            .unwrap_err()
+            .kind,
         ErrorKind::UNKNOWN_CALL
     );
     // The customer's next message is a new chat.
-    let out = c.on_message(msg("alice@cti.test/phone", Some("one more thing")), Instant::now());
+    let out = c.on_message(
+        msg("alice@cti.test/phone", Some("one more thing")),
+        Instant::now(),
+    );
     assert_eq!(out.events[0].call_id.as_str(), "xmpp-2");
 }
 
@@ -195,7 +219,10 @@ fn customer_offline_clears_only_when_every_resource_left() {
     let out = c.on_presence(presence("alice@cti.test/laptop", PresenceType::Unavailable));
     assert!(out.events.is_empty());
     let out = c.on_presence(presence("alice@cti.test/phone", PresenceType::Unavailable));
-    assert_eq!(kinds(&out), ["ParticipantLeft", "ConnectionCleared", "CallCleared"]);
+    assert_eq!(
+        kinds(&out),
+        ["ParticipantLeft", "ConnectionCleared", "CallCleared"]
+    );
     assert_eq!(out.events[0].party.as_str(), CUST);
     assert_eq!(out.events[1].party.as_str(), CUST);
     assert_eq!(out.events[1].state, ConnectionState::Null);
@@ -208,7 +235,10 @@ fn customer_without_presence_leaves_on_first_unavailable() {
     let mut c = core();
     connected(&mut c);
     let out = c.on_presence(presence("alice@cti.test/phone", PresenceType::Unavailable));
-    assert_eq!(kinds(&out), ["ParticipantLeft", "ConnectionCleared", "CallCleared"]);
+    assert_eq!(
+        kinds(&out),
+        ["ParticipantLeft", "ConnectionCleared", "CallCleared"]
+    );
 }
 
 #[test]
@@ -220,11 +250,16 @@ fn typing_command_and_bad_state() {
     assert_eq!(out.stanzas.len(), 1);
     assert!(out.events.is_empty());
     t.text = "dancing".into();
-    assert_eq!(c.execute(&t, true).unwrap_err().kind, ErrorKind::BAD_ARGUMENT);
+    assert_eq!(
+        c.execute(&t, true).unwrap_err().kind,
+        ErrorKind::BAD_ARGUMENT
+    );
     t.text = "paused".into();
     assert_eq!(c.execute(&t, false).unwrap_err().kind, ErrorKind::LINK_DOWN);
     assert_eq!(
-        c.execute(&cmd(CommandKind::HOLD, &id), true).unwrap_err().kind,
+        c.execute(&cmd(CommandKind::HOLD, &id), true)
+            .unwrap_err()
+            .kind,
         ErrorKind::UNSUPPORTED
     );
 }
@@ -234,12 +269,21 @@ fn transfer_hands_over_with_the_transcript() {
     let mut a = core();
     let id = connected(&mut a);
     a.sent(&id, "how can I help?");
-    a.on_message(msg("alice@cti.test/phone", Some("my order")), Instant::now());
+    a.on_message(
+        msg("alice@cti.test/phone", Some("my order")),
+        Instant::now(),
+    );
     let mut t = cmd(CommandKind::BLIND_TRANSFER, &id);
     t.target = "bob-agent".into();
-    assert_eq!(a.prepare_transfer(&t).unwrap_err().kind, ErrorKind::BAD_ARGUMENT);
+    assert_eq!(
+        a.prepare_transfer(&t).unwrap_err().kind,
+        ErrorKind::BAD_ARGUMENT
+    );
     t.target = ME.into();
-    assert_eq!(a.prepare_transfer(&t).unwrap_err().kind, ErrorKind::BAD_ARGUMENT);
+    assert_eq!(
+        a.prepare_transfer(&t).unwrap_err().kind,
+        ErrorKind::BAD_ARGUMENT
+    );
     t.target = "agent2@cti.test".into();
     let (target, stanzas) = a.prepare_transfer(&t).unwrap();
     assert_eq!(target.as_str(), "agent2@cti.test");
@@ -247,7 +291,13 @@ fn transfer_hands_over_with_the_transcript() {
     let (to, summary) = body(&stanzas[0]);
     assert_eq!(to, "agent2@cti.test");
     assert!(summary.contains("my order"), "{summary}");
-    assert_eq!(body(&stanzas[1]), ("alice@cti.test/phone".into(), "moving you to agent2@cti.test".into()));
+    assert_eq!(
+        body(&stanzas[1]),
+        (
+            "alice@cti.test/phone".into(),
+            "moving you to agent2@cti.test".into()
+        )
+    );
     let now = Instant::now();
     let events = a.transferred(&id, &target, now);
     let names: Vec<String> = events.iter().map(|e| e.kind.to_string()).collect();
@@ -262,15 +312,24 @@ fn transfer_hands_over_with_the_transcript() {
         ..CoreConfig::default()
     };
     let mut b = Core::new(BareJid::new("agent2@cti.test").unwrap(), cfg);
-    let Stanza::Message(handover) = &stanzas[0] else { unreachable!() };
+    let Stanza::Message(handover) = &stanzas[0] else {
+        unreachable!()
+    };
     let mut handover = handover.clone();
     handover.from = Some(Jid::new("agent@cti.test/cti-host").unwrap());
     let out = b.on_message(handover.clone(), now);
     assert_eq!(
         kinds(&out),
-        ["Delivered", "MessageReceived", "MessageReceived", "MessageReceived"]
+        [
+            "Delivered",
+            "MessageReceived",
+            "MessageReceived",
+            "MessageReceived"
+        ]
     );
-    let ROption::RSome(info) = &out.events[0].call else { panic!() };
+    let ROption::RSome(info) = &out.events[0].call else {
+        panic!()
+    };
     assert_eq!(info.ani.as_str(), CUST);
     assert_eq!(lookup(&info.data, "transferred_from"), Some(ME));
     assert_eq!(out.events[1].text.as_str(), "hi");
@@ -285,7 +344,9 @@ fn transfer_hands_over_with_the_transcript() {
     // A late message to the old agent is passed on, not offered again.
     let out = a.on_message(msg("alice@cti.test/phone", Some("still there?")), now);
     assert!(out.events.is_empty());
-    let Stanza::Message(fwd) = &out.stanzas[0] else { panic!() };
+    let Stanza::Message(fwd) = &out.stanzas[0] else {
+        panic!()
+    };
     let mut fwd = fwd.clone();
     assert_eq!(fwd.to.as_ref().unwrap().to_string(), "agent2@cti.test");
     fwd.from = Some(Jid::new("agent@cti.test/cti-host").unwrap());
@@ -294,17 +355,24 @@ fn transfer_hands_over_with_the_transcript() {
     assert_eq!(out.events[0].text.as_str(), "still there?");
     // The customer's departure, seen by the old agent, reaches the new one.
     let out = a.on_presence(presence("alice@cti.test/phone", PresenceType::Unavailable));
-    let Stanza::Message(left) = &out.stanzas[0] else { panic!() };
+    let Stanza::Message(left) = &out.stanzas[0] else {
+        panic!()
+    };
     let mut left = left.clone();
     left.from = Some(Jid::new("agent@cti.test/cti-host").unwrap());
     let out = b.on_message(left, now);
-    assert_eq!(kinds(&out), ["ParticipantLeft", "ConnectionCleared", "CallCleared"]);
+    assert_eq!(
+        kinds(&out),
+        ["ParticipantLeft", "ConnectionCleared", "CallCleared"]
+    );
 
     // An untrusted sender's hand-over is just a message from that sender.
     let mut c = core();
     handover.from = Some(Jid::new("mallory@evil.test/x").unwrap());
     let out = c.on_message(handover, now);
-    let ROption::RSome(info) = &out.events[0].call else { panic!() };
+    let ROption::RSome(info) = &out.events[0].call else {
+        panic!()
+    };
     assert_eq!(info.ani.as_str(), "mallory@evil.test");
 }
 
@@ -318,7 +386,9 @@ fn history_is_bounded() {
     let mut t = cmd(CommandKind::BLIND_TRANSFER, &id);
     t.target = "agent2@cti.test".into();
     let (_, stanzas) = c.prepare_transfer(&t).unwrap();
-    let Stanza::Message(m) = &stanzas[0] else { panic!() };
+    let Stanza::Message(m) = &stanzas[0] else {
+        panic!()
+    };
     let h = m.payloads.iter().find_map(Handover::parse).unwrap();
     assert_eq!(h.lines.len(), 3);
     assert_eq!(h.lines[2].1, "line 9");
@@ -327,7 +397,13 @@ fn history_is_bounded() {
 #[test]
 fn adopted_chats_keep_their_ids() {
     let mut c = core();
-    let mut info = CallInfo::new("xmpp-7", Direction::Inbound, CUST, ME, ConnectionState::Connected);
+    let mut info = CallInfo::new(
+        "xmpp-7",
+        Direction::Inbound,
+        CUST,
+        ME,
+        ConnectionState::Connected,
+    );
     info.data.push(KeyValue::new("thread", "t9"));
     c.adopt(&[info]);
     let out = c.on_message(msg("alice@cti.test/x", Some("back")), Instant::now());
@@ -341,8 +417,17 @@ fn adopted_chats_keep_their_ids() {
 #[test]
 fn peers_match_accounts_and_domains() {
     let peers = vec!["agent1@cti.test".to_owned(), "*@team.test".to_owned()];
-    assert!(peer_allowed(&peers, &BareJid::new("agent1@cti.test").unwrap()));
+    assert!(peer_allowed(
+        &peers,
+        &BareJid::new("agent1@cti.test").unwrap()
+    ));
     assert!(peer_allowed(&peers, &BareJid::new("x@team.test").unwrap()));
-    assert!(!peer_allowed(&peers, &BareJid::new("agent2@cti.test").unwrap()));
-    assert!(!peer_allowed(&[], &BareJid::new("agent1@cti.test").unwrap()));
+    assert!(!peer_allowed(
+        &peers,
+        &BareJid::new("agent2@cti.test").unwrap()
+    ));
+    assert!(!peer_allowed(
+        &[],
+        &BareJid::new("agent1@cti.test").unwrap()
+    ));
 }
