@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(
   baresip-core sip-tester kamailio   # real telephony: softphone, SIPp, SIP proxy
   chromium chromium-driver           # real browser for the web desktop
-  prosody                            # real XMPP server for the chat channel
+  prosody openssl                    # real XMPP server for the chat channel (openssl: test CA)
 )
 need=()
 for pkg in "${packages[@]}"; do

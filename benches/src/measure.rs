@@ -62,6 +62,44 @@ pub fn process_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Bytes the C allocator has handed out and not had back, over every arena
+/// (glibc's `malloc_info`: each arena's memory from the system less its free
+/// chunks, plus mmapped blocks). Unlike RSS, free memory kept by the
+/// allocator does not count. Plugins allocate with the same `malloc`.
+pub fn heap_in_use() -> Option<u64> {
+    let mut buf: *mut libc::c_char = std::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: open_memstream writes a malloc'd buffer pointer and its length
+    // into the two locations, which outlive the stream; the buffer is valid
+    // after fclose until freed below.
+    let text = unsafe {
+        let f = libc::open_memstream(&mut buf, &mut len);
+        if f.is_null() {
+            return None;
+        }
+        libc::malloc_info(0, f);
+        libc::fclose(f);
+        if buf.is_null() {
+            return None;
+        }
+        let text = std::slice::from_raw_parts(buf.cast::<u8>(), len).to_vec();
+        libc::free(buf.cast());
+        String::from_utf8(text).ok()?
+    };
+    // The totals follow the last </heap>.
+    let totals = &text[text.rfind("</heap>")?..];
+    let attr = |kind: &str, tag: &str| -> Option<u64> {
+        let at = totals.find(&format!("<{tag} type=\"{kind}\""))?;
+        let rest = &totals[at..];
+        let size = rest.find("size=\"")? + 6;
+        rest[size..].split('"').next()?.parse().ok()
+    };
+    let system = attr("current", "system")?;
+    let free = attr("fast", "total")? + attr("rest", "total")?;
+    let mmap = attr("mmap", "total").unwrap_or(0);
+    Some(system.saturating_sub(free) + mmap)
+}
+
 /// Gives freed memory back to the system, so RSS deltas count live data.
 pub fn trim_heap() {
     // SAFETY: malloc_trim has no preconditions.
@@ -82,5 +120,14 @@ mod tests {
         assert_eq!(percentile_of(&v, 99.9), 100.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn heap_in_use_sees_live_blocks() {
+        let before = heap_in_use().expect("malloc_info");
+        let blocks: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; 1000]).collect();
+        let after = heap_in_use().expect("malloc_info");
+        assert!(after >= before + 1_000_000, "{before} -> {after}");
+        drop(blocks);
     }
 }

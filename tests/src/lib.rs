@@ -212,7 +212,10 @@ impl Host {
                 panic!("cti-host exited before it was ready:\n{}", host.log_text());
             }
             if Instant::now() > deadline {
-                panic!("timed out after 20 s waiting for the ctl socket\n--- host log ---\n{}", host.log_text());
+                panic!(
+                    "timed out after 20 s waiting for the ctl socket\n--- host log ---\n{}",
+                    host.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -517,8 +520,13 @@ pub fn build_plugin_variant(crate_dir: &str, lib: &str, version: &str) -> PathBu
     let root = ws.join("target").join("fixtures").join(&tag);
     let krate = root.join("crate");
     copy_dir(&ws.join(crate_dir).join("src"), &krate.join("src"));
-    let manifest = fs::read_to_string(ws.join(crate_dir).join("Cargo.toml")).expect("crate manifest");
-    let manifest = manifest.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+    let manifest =
+        fs::read_to_string(ws.join(crate_dir).join("Cargo.toml")).expect("crate manifest");
+    let manifest = manifest.replacen(
+        "version = \"0.1.0\"",
+        &format!("version = \"{version}\""),
+        1,
+    );
     write_if_changed(&krate.join("Cargo.toml"), &manifest);
     let root_toml = fs::read_to_string(ws.join("Cargo.toml")).expect("workspace manifest");
     let shared = root_toml
@@ -532,7 +540,9 @@ pub fn build_plugin_variant(crate_dir: &str, lib: &str, version: &str) -> PathBu
     );
     write_if_changed(
         &root.join("Cargo.toml"),
-        &format!("[workspace]\nresolver = \"2\"\nmembers = [\"crate\"]\n\n[workspace.package]{shared}"),
+        &format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [\"crate\"]\n\n[workspace.package]{shared}"
+        ),
     );
     if !root.join("Cargo.lock").exists() {
         fs::copy(ws.join("Cargo.lock"), root.join("Cargo.lock")).expect("copy Cargo.lock");

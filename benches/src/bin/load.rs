@@ -263,11 +263,12 @@ fn scale(o: &Options, out: &mut Value) {
     let events = o.scale_events.unwrap_or(o.size(200_000, 20_000));
     let mut rows = Vec::new();
     println!("\n## 3. Scale: concurrent calls (ringing, on one connector), {CONTROLS} controls\n");
-    println!("| calls | RSS per call, bytes | creating them, µs per call | events/s on one call | ns/event | desktop-thread CPU ns/event | runs (ns/event) |");
-    println!("|---:|---:|---:|---:|---:|---:|---|");
+    println!("| calls | heap per call, bytes | RSS per call, bytes | creating them, µs per call | events/s on one call | ns/event | desktop-thread CPU ns/event | runs (ns/event) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut base_ns = f64::NAN;
     for &calls in &sizes {
         let mut mem = Vec::new();
+        let mut heap = Vec::new();
         let mut create = Vec::new();
         let mut floods = Vec::new();
         for r in 0..o.repeats {
@@ -276,21 +277,25 @@ fn scale(o: &Options, out: &mut Value) {
             std::thread::sleep(Duration::from_millis(50));
             measure::trim_heap();
             let before = measure::rss_bytes();
+            let heap_before = measure::heap_in_use().unwrap_or(0);
             let took = rig.create_calls(calls).unwrap_or_else(|e| fail(e));
             std::thread::sleep(Duration::from_millis(50));
             measure::trim_heap();
             let after = measure::rss_bytes();
+            let heap_after = measure::heap_in_use().unwrap_or(0);
             let f = rig.flood(events, 0, false).unwrap_or_else(|e| fail(e));
             rig.stop();
             let per_call = after.saturating_sub(before) as f64 / calls as f64;
+            let heap_per_call = heap_after.saturating_sub(heap_before) as f64 / calls as f64;
             eprintln!(
-                "  scale, repeat {}: {calls:>7} calls: {per_call:.0} B/call, created in {:.2} s, {:.0} ns/event, desktop CPU {:.0} ns/event",
+                "  scale, repeat {}: {calls:>7} calls: RSS {per_call:.0} B/call, heap {heap_per_call:.0} B/call, created in {:.2} s, {:.0} ns/event, desktop CPU {:.0} ns/event",
                 r + 1,
                 took.as_secs_f64(),
                 f.ns_per_event(),
                 f.desktop_ns_per_event()
             );
             mem.push(per_call);
+            heap.push(heap_per_call);
             create.push(took.as_secs_f64() * 1e6 / calls as f64);
             floods.push(f);
         }
@@ -301,7 +306,8 @@ fn scale(o: &Options, out: &mut Value) {
             base_ns = median(&ns);
         }
         println!(
-            "| {calls} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {calls} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            median(&heap),
             median(&mem),
             median(&create),
             median(&eps),
@@ -313,7 +319,7 @@ fn scale(o: &Options, out: &mut Value) {
                 .join(", ")
         );
         rows.push(json!({
-            "calls": calls, "rss_bytes_per_call": median(&mem), "create_us_per_call": median(&create),
+            "calls": calls, "rss_bytes_per_call": median(&mem), "heap_bytes_per_call": median(&heap), "create_us_per_call": median(&create),
             "events_per_s": median(&eps), "ns_per_event": median(&ns),
             "desktop_cpu_ns_per_event": median(&dns), "vs_smallest": median(&ns) / base_ns,
         }));
@@ -322,10 +328,11 @@ fn scale(o: &Options, out: &mut Value) {
         let ratio = last["ns_per_event"].as_f64().unwrap_or(f64::NAN)
             / first["ns_per_event"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "\n- per-event cost at {} calls / at {} calls: **{ratio:.2}×** (target ≤ 1.2×); memory per call at {} calls: **{:.0} B** (target ≤ 1024 B)",
+            "\n- per-event cost at {} calls / at {} calls: **{ratio:.2}×** (target ≤ 1.2×); memory per call at {} calls: heap **{:.0} B**, RSS **{:.0} B** (target ≤ 1024 B)",
             last["calls"],
             first["calls"],
             last["calls"],
+            last["heap_bytes_per_call"].as_f64().unwrap_or(f64::NAN),
             last["rss_bytes_per_call"].as_f64().unwrap_or(f64::NAN)
         );
     }

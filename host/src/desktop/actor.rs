@@ -898,7 +898,10 @@ impl DesktopActor {
             attrs: if ev.related_call_id.is_empty() {
                 RVec::new()
             } else {
-                RVec::from(vec![KeyValue::new("consult_of", ev.related_call_id.clone())])
+                RVec::from(vec![KeyValue::new(
+                    "consult_of",
+                    ev.related_call_id.clone(),
+                )])
             },
         };
         tracing::info!(

@@ -245,7 +245,10 @@ pub fn user_of(uri: &str) -> String {
         }
     }
     for scheme in ["sip:", "sips:", "tel:"] {
-        if u.len() >= scheme.len() && u[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`: the prefix may end inside a multi-byte character.
+        if u.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        {
             u = &u[scheme.len()..];
             break;
         }
@@ -379,5 +382,9 @@ mod tests {
         assert_eq!(user_of("sip:pbx.example.com"), "pbx.example.com");
         assert_eq!(user_of("1002"), "1002");
         assert_eq!(user_of(""), "");
+        // Found by fuzzing: a multi-byte character across the scheme's length.
+        assert_eq!(user_of("245\u{304}x@h"), "245\u{304}x");
+        assert_eq!(user_of("q\u{10d59b}e"), "q\u{10d59b}e");
+        assert_eq!(user_of("sip:\u{e9}t\u{e9}@h"), "\u{e9}t\u{e9}");
     }
 }

@@ -791,26 +791,20 @@ impl Session {
                     LogLevel::Debug,
                     &format!("accept of {id} had no effect (previous call not holdable); retrying"),
                 );
-                // Learn what baresip now has marked held.
-                self.queue(Task::Sync);
-                // The previous call is now marked held inside baresip, so
-                // choosing it again makes the hold a no-op — unless it ended.
-                // A ringing one is resumed once it is answered.
+                // The failed hold left baresip's previous call — whichever it
+                // really was — marked held. Re-read baresip's calls to learn
+                // which ones it holds, then make one of those the previous
+                // call: holding it again is a no-op.
                 if let Some((p, Prev::Ringing | Prev::Dialling)) = &prev {
                     let marked = Some((p.clone(), Prev::Ringing));
                     let r = self.core.answered_with_prev(marked);
                     self.apply(r);
                 }
-                let prev_gone = match &prev {
-                    Some((p, _)) => self.core.get(p).is_none(),
-                    None => true,
-                };
-                if prev_gone {
-                    prev = self
-                        .core
-                        .choose_held_prev(id)
-                        .or_else(|| self.core.choose_prev(id));
-                }
+                self.sync();
+                prev = self
+                    .core
+                    .choose_held_prev(id)
+                    .or_else(|| self.core.choose_prev(id));
             }
             attempts += 1;
             let pid = prev.as_ref().map(|(p, _)| p.clone());
@@ -822,6 +816,17 @@ impl Session {
                     ErrorKind::INVALID_STATE,
                     format!("call {id} ended before it could be answered"),
                 ));
+            }
+            // For the log: what baresip had when it would not answer.
+            if let Ok(r) = self.request("listcalls", None, deadline) {
+                self.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "accept of {id} had no effect {attempts} times (last previous call {:?}); baresip's calls:{}",
+                        prev.as_ref().map(|(p, k)| (p, k)),
+                        r.data.trim_end()
+                    ),
+                );
             }
             return Err(err(
                 ErrorKind::REMOTE,

@@ -321,12 +321,21 @@ fn replies_are_matched_and_events_that_come_first_are_applied_first() {
 
 #[test]
 fn an_accept_without_effect_is_an_error() {
-    // baresip's `accept` says ok:true even when it answers nothing.
-    let fake = FakeBaresip::start(Box::new(|command, params| match command {
-        "listcalls" => vec![empty_listcalls()],
+    // baresip's `accept` says ok:true even when it answers nothing. This
+    // baresip has one ringing call, c1.
+    let fake = FakeBaresip::start(Box::new(|command, params| {
+        match command {
+        "listcalls" => vec![response(
+            "\n--- Active calls (1) ---\n> [line 1]  0:00:00   INCOMING             sip:+15551234567@127.0.0.1:5080\n\n",
+        )],
+        "line" => vec![response("setting current call: line 1\n")],
+        "callstat" => vec![response(
+            "\n===== Call debug (INCOMING) =====\n local_uri:  <sip:1001@127.0.0.1>\n peer_uri:  Caller <sip:+15551234567@127.0.0.1:5080>\n af=AF_INET id=c1\n direction: Incoming\n",
+        )],
         "callfind" => vec![response(&format!("setting current call: {params}\n"))],
         "accept" => vec![response("sip:1001@127.0.0.1: Answering incoming call\n")],
         _ => vec![response("")],
+    }
     }));
     let (mut c, host) = connector(fake.port);
     c.start(Vec::new()).expect("start");

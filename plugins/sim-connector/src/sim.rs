@@ -264,7 +264,7 @@ impl SimCore {
     fn next_action(&self) -> Option<(Instant, Due)> {
         let mut best: Option<(Instant, Due)> = None;
         let mut offer = |t: Instant, due: Due| {
-            if best.as_ref().map_or(true, |(b, _)| t < *b) {
+            if best.as_ref().is_none_or(|(b, _)| t < *b) {
                 best = Some((t, due));
             }
         };
