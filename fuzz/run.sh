@@ -15,7 +15,7 @@ targets=("$@")
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   start=$(date +%s)
-  cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+  cargo +nightly fuzz run -O -a "$t" "corpus/$t" "seeds/$t" -- \
     -runs="$RUNS" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 2>&1 | tee "corpus/$t.log" | grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY)" || true
   end=$(date +%s)
   echo "$t: $(($end - $start)) s wall, corpus $(ls "corpus/$t" | wc -l) files"

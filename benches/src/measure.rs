@@ -100,6 +100,16 @@ pub fn heap_in_use() -> Option<u64> {
     Some(system.saturating_sub(free) + mmap)
 }
 
+/// (minor page faults, voluntary + involuntary context switches) of the
+/// whole process so far (getrusage).
+pub fn faults_and_switches() -> (u64, u64) {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_minflt as u64, (ru.ru_nvcsw + ru.ru_nivcsw) as u64)
+}
+
 /// Gives freed memory back to the system, so RSS deltas count live data.
 pub fn trim_heap() {
     // SAFETY: malloc_trim has no preconditions.

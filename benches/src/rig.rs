@@ -151,6 +151,10 @@ pub struct Flood {
     pub desktop_cpu_ns: u64,
     /// CPU time of the whole process during the flood.
     pub process_cpu_ns: u64,
+    /// Minor page faults of the process during the flood.
+    pub page_faults: u64,
+    /// Context switches of the process's threads during the flood.
+    pub context_switches: u64,
 }
 
 impl Flood {
@@ -265,6 +269,7 @@ impl Rig {
         let b = board();
         let desktop0 = measure::thread_cpu_ns("desktop").unwrap_or(0);
         let cpu0 = measure::process_cpu_ns();
+        let (faults0, switches0) = measure::faults_and_switches();
         b.start(JOB_FLOOD, events, rate, record);
         let paced = events.saturating_mul(1_000_000_000).checked_div(rate);
         let timeout = Duration::from_secs(120) + Duration::from_nanos(paced.unwrap_or(0));
@@ -273,6 +278,7 @@ impl Rig {
         })
         .map_err(|e| format!("{e} (received {:?} of {events})", self.received()))?;
         let cpu1 = measure::process_cpu_ns();
+        let (faults1, switches1) = measure::faults_and_switches();
         let desktop1 = measure::thread_cpu_ns("desktop").unwrap_or(0);
         let last = b.controls[..self.controls]
             .iter()
@@ -285,6 +291,8 @@ impl Rig {
             elapsed_ns: last.saturating_sub(start),
             desktop_cpu_ns: desktop1.saturating_sub(desktop0),
             process_cpu_ns: cpu1.saturating_sub(cpu0),
+            page_faults: faults1.saturating_sub(faults0),
+            context_switches: switches1.saturating_sub(switches0),
         })
     }
 

@@ -288,11 +288,13 @@ fn scale(o: &Options, out: &mut Value) {
             let per_call = after.saturating_sub(before) as f64 / calls as f64;
             let heap_per_call = heap_after.saturating_sub(heap_before) as f64 / calls as f64;
             eprintln!(
-                "  scale, repeat {}: {calls:>7} calls: RSS {per_call:.0} B/call, heap {heap_per_call:.0} B/call, created in {:.2} s, {:.0} ns/event, desktop CPU {:.0} ns/event",
+                "  scale, repeat {}: {calls:>7} calls: RSS {per_call:.0} B/call, heap {heap_per_call:.0} B/call, created in {:.2} s, {:.0} ns/event, desktop CPU {:.0} ns/event, {:.3} page faults/event, {:.3} context switches/event",
                 r + 1,
                 took.as_secs_f64(),
                 f.ns_per_event(),
-                f.desktop_ns_per_event()
+                f.desktop_ns_per_event(),
+                f.page_faults as f64 / f.events as f64,
+                f.context_switches as f64 / f.events as f64
             );
             mem.push(per_call);
             heap.push(heap_per_call);
