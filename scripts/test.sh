@@ -38,4 +38,6 @@ for svc in kamailio prosody; do
 done
 
 cargo build --release --workspace --locked
+# The benchmarks are compiled, not timed (BENCHMARKS.md says how to run them).
+cargo bench --workspace --locked --no-run
 cargo test --release --workspace --locked "$@"
