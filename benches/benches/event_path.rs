@@ -19,7 +19,7 @@ use std::{
 };
 
 use abi_stable::std_types::{RArc, ROption, RString, RVec};
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use cti_benches::{
     paths,
     rig::{self, Mode, Rig},
@@ -36,8 +36,12 @@ use cti_plugin_api::{
 
 fn event_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("event_path");
+    // Flat sampling: every sample floods the same number of events, so a
+    // disturbance (another process on this 2-core machine) spoils one
+    // sample instead of tilting the regression of linear sampling.
     group
         .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(1));
