@@ -104,7 +104,8 @@ impl HostApi for HostCtx {
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         let plugin = self.hosted.name.as_str();
-        let message = message.as_str();
+        // Plugins' log lines are masked like the host's (`[host] log_numbers`).
+        let message = crate::privacy::text(message.as_str());
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),

@@ -129,9 +129,8 @@ fn debounce_loop(
             }
             let settled_at = Instant::now();
             for hc in &w.controls {
-                let msg = match loader::load(&path, &shadow)
-                    .and_then(|lib| loader::check_requirement(&lib, hc).map(|()| lib))
-                {
+                // Every first-load check again: sha256 pin, permissions, ABI, versions.
+                let msg = match loader::load_for(&path, &shadow, hc) {
                     Ok(library) => {
                         tracing::info!(plugin = hc.name, version = %library.meta.version, "changed library accepted; swapping it in");
                         DesktopMsg::Reload {

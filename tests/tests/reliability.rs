@@ -509,16 +509,6 @@ summary_path = "{{dir}}/checker.jsonl"
     // Every panic is answered by a restart of that instance; events that
     // arrive while it restarts are skipped for it (it restarts from a
     // snapshot), so at high rates fewer than every 1000th event reach it.
-    let hook_lines = host
-        .log_text()
-        .matches("plugin fault-control panicked")
-        .count() as u64;
-    // (An instance can panic twice if its queue still held another multiple
-    // of 1000 when the desktop retired it.)
-    assert!(
-        hook_lines >= restarts && hook_lines <= restarts + restarts / 10 + 1,
-        "one restart per panicked instance: {hook_lines} panics, {restarts} restarts"
-    );
     let expected = n(c, "last_seq") / 1000;
     assert!(
         restarts * 2 >= expected / 10,
