@@ -335,6 +335,8 @@ pub struct Received {
     pub from: String,
     /// The body (empty for a chat state alone).
     pub body: String,
+    /// The chat state (XEP-0085) it carried, if any.
+    pub state: Option<ChatState>,
     /// When it arrived.
     pub at: Instant,
 }
@@ -423,6 +425,7 @@ impl Customer {
                                 let _ = in_tx.send(Received {
                                     from: m.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
                                     body: body_of(&m).unwrap_or_default().to_owned(),
+                                    state: m.payloads.iter().find_map(|p| ChatState::try_from(p.clone()).ok()),
                                     at: Instant::now(),
                                 });
                             }
@@ -480,6 +483,29 @@ impl Customer {
                 Ok(r) => self.seen.push_back(r),
                 Err(_) => panic!(
                     "{} received no matching message from {from} within 15 s; got {:?}",
+                    self.jid, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for a chat-state notification `state` from `from` (bare JID);
+    /// earlier other messages are kept for later waits.
+    pub fn expect_state(&mut self, from: &str, state: ChatState) -> Received {
+        let matches = |r: &Received| {
+            r.from.split('/').next() == Some(from) && r.state.as_ref() == Some(&state)
+        };
+        if let Some(i) = self.seen.iter().position(matches) {
+            return self.seen.remove(i).expect("present");
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(r) if matches(&r) => return r,
+                Ok(r) => self.seen.push_back(r),
+                Err(_) => panic!(
+                    "{} received no {state:?} chat state from {from} within 15 s; got {:?}",
                     self.jid, self.seen
                 ),
             }

@@ -13,11 +13,14 @@ use std::{
 
 use cti_e2e::{
     n, run_cli, s, stderr,
-    web::{free_port, http_raw, Driver},
-    workspace, Host, Scratch,
+    web::{free_port, http_raw, Browser, Driver},
+    workspace,
+    xmpp::{prosody_or_skip, Customer, Prosody},
+    Host, Scratch,
 };
 use fantoccini::key::Key;
 use serde_json::Value;
+use xmpp_connector::tokio_xmpp::parsers::chatstates::ChatState;
 
 const TOKEN: &str = "e2e-web-token-5f2c9a1b7d";
 
@@ -614,4 +617,219 @@ fn the_page_shows_screen_pops_pick_lists_and_two_calls() {
 
     browser.close();
     assert!(again.stop().success(), "{}", again.log_text());
+}
+
+// ---------------------------------------------------------------- chats
+
+const AGENT_JID: &str = "agent@cti.test";
+/// The desktop's message limit in the chat test: small, so the test can
+/// try one over it.
+const CHAT_LIMIT: usize = 200;
+
+fn chat_manifest(xmpp_settings: &str) -> String {
+    format!(
+        r#"
+[host]
+plugin_dir = "{{bin}}"
+ctl_socket = "{{socket}}"
+
+[desktop]
+agent_id = "agent-1001"
+dispositions = ["Resolved", "Callback"]
+wrap_up_seconds = 120
+max_message_bytes = {CHAT_LIMIT}
+
+[[hosted_control]]
+name = "Chat"
+type = "connector"
+library = "xmpp_connector"
+channel = "chat"
+[hosted_control.settings]
+{xmpp_settings}
+
+[[hosted_control]]
+name = "Recorder"
+type = "control"
+library = "recorder_control"
+[hosted_control.settings]
+path = "{{recorder}}"
+
+[[hosted_control]]
+name = "Web"
+type = "control"
+library = "web_control"
+[hosted_control.settings]
+port = 0
+token = "{TOKEN}"
+"#
+    )
+}
+
+/// The texts of a chat card's transcript, as `who|said`.
+fn transcript(browser: &Browser<'_>, card: &str) -> Vec<String> {
+    let v = browser.script(&format!(
+        "return Array.from(document.querySelectorAll(\"{card} .chat-log li\"))\
+         .map((li) => li.querySelector('.who').textContent + '|' + li.querySelector('.said').textContent);"
+    ));
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_transcript(browser: &Browser<'_>, card: &str, want: &[&str]) {
+    browser.wait_until(
+        &format!("the transcript of {card} to be {want:?}"),
+        Duration::from_secs(10),
+        |b| transcript(b, card) == want,
+    );
+}
+
+#[test]
+fn an_agent_chats_with_a_customer_in_the_web_desktop() {
+    if !prosody_or_skip() {
+        return;
+    }
+    let Some(driver) = Driver::start_or_skip() else {
+        return;
+    };
+    let mut p = Prosody::new();
+    p.register("agent", "agentpw").register("alice", "alicepw");
+    p.run();
+    let mut host = Host::start(&chat_manifest(&p.connector_settings("agent", "agentpw")));
+    host.wait_event("the chat connector online", |e| {
+        s(e, "event") == "ConnectorStatus" && s(e, "text") == "Connected"
+    });
+    let port = web_port(&host);
+    let base = format!("http://127.0.0.1:{port}/");
+    let browser = driver.browser(1360, 900);
+    browser.goto(&format!("{base}?token={TOKEN}"));
+    browser.wait_for("#conn-state[data-state='live']");
+
+    // A customer's first message offers a chat: the card shows it, with
+    // Accept and Decline, no keypad and no reply box yet.
+    let mut alice = Customer::connect(&p, "alice", "alicepw", AGENT_JID);
+    alice.say(AGENT_JID, "Hello, where is my order?");
+    let offered = host.wait_event("the chat offer", |e| {
+        s(e, "event") == "Delivered" && s(&e["call"], "ani") == "alice@cti.test"
+    });
+    let id = s(&offered, "call_id").to_owned();
+    let card = format!("article.call[data-call-id='{id}']");
+    browser.wait_for(&format!("{card}[data-state='Alerting']"));
+    wait_transcript(
+        &browser,
+        &card,
+        &["alice@cti.test|Hello, where is my order?"],
+    );
+    browser.wait_text(&format!("{card} button[data-action='Answer']"), "Accept");
+    browser.wait_text(&format!("{card} button[data-action='Reject']"), "Decline");
+    assert_eq!(
+        browser.count(&format!("{card} form.reply:not([hidden])")),
+        0
+    );
+    assert_eq!(
+        browser.count(&format!("{card} details.dtmf:not([hidden])")),
+        0
+    );
+
+    // Accept: the reply box appears.
+    browser.click(&format!("{card} button[data-action='Answer']"));
+    host.wait_event("Established", |e| is(e, "Established", &id));
+    browser.wait_for(&format!(
+        "{card}[data-state='Connected'] form.reply:not([hidden])"
+    ));
+    browser.wait_text(&format!("{card} button[data-action='Hangup']"), "End chat");
+
+    // The customer types: the card says so.
+    alice.typing(AGENT_JID, ChatState::Composing);
+    browser.wait_text(&format!("{card} .typing"), "alice@cti.test is typing");
+
+    // The agent types a reply and presses Enter: the customer sees the
+    // agent typing, then receives the reply; the box empties and the
+    // transcript shows it as the agent's.
+    let reply = format!("{card} textarea.reply-text");
+    browser.type_into(&reply, "It ships today.");
+    alice.expect_state(AGENT_JID, ChatState::Composing);
+    browser.type_into(&reply, &Key::Enter.to_string());
+    let got = alice.expect(AGENT_JID, |b| b == "It ships today.");
+    assert!(got.from.starts_with(AGENT_JID), "{got:?}");
+    host.wait_event("MessageSent", |e| {
+        is(e, "MessageSent", &id) && s(e, "text") == "It ships today."
+    });
+    wait_transcript(
+        &browser,
+        &card,
+        &[
+            "alice@cti.test|Hello, where is my order?",
+            "You|It ships today.",
+        ],
+    );
+    browser.wait_until("the reply box to empty", Duration::from_secs(10), |b| {
+        b.script(&format!(
+            "return document.querySelector(\"{reply}\").value;"
+        )) == ""
+    });
+
+    // Over the desktop's limit: refused with the reason, and the text stays
+    // in the box for the agent to shorten.
+    let long = "x".repeat(CHAT_LIMIT + 1);
+    browser.type_into(&reply, &long);
+    browser.click(&format!(
+        "{card} form.reply button[data-action='SendMessage']"
+    ));
+    browser.wait_text("#notices", "over the limit");
+    let kept = browser.script(&format!(
+        "return document.querySelector(\"{reply}\").value;"
+    ));
+    assert_eq!(
+        kept.as_str(),
+        Some(long.as_str()),
+        "a refused message stays in the box"
+    );
+    browser.script(&format!(
+        "document.querySelector(\"{reply}\").value = ''; return 0;"
+    ));
+
+    // The customer answers; a multi-line reply keeps its lines (Shift+Enter).
+    alice.say(AGENT_JID, "Thanks! <b>great</b>");
+    // A received message ends the typing notice.
+    browser.wait_gone(&format!("{card} .typing:not([hidden])"));
+    let two_lines = format!("Line one{}{}{}Line two", Key::Shift, Key::Enter, Key::Null);
+    browser.type_into(&reply, &two_lines);
+    browser.click(&format!(
+        "{card} form.reply button[data-action='SendMessage']"
+    ));
+    alice.expect(AGENT_JID, |b| b == "Line one\nLine two");
+    let want = [
+        "alice@cti.test|Hello, where is my order?",
+        "You|It ships today.",
+        "alice@cti.test|Thanks! <b>great</b>",
+        "You|Line one\nLine two",
+    ];
+    wait_transcript(&browser, &card, &want);
+    assert_eq!(
+        browser.count(&format!("{card} .chat-log b")),
+        0,
+        "message text is shown as text, never as HTML"
+    );
+
+    // A reload shows the whole conversation (the control's copy of the
+    // desktop keeps the transcript).
+    browser.refresh();
+    browser.wait_for("#conn-state[data-state='live']");
+    wait_transcript(&browser, &card, &want);
+
+    // The customer goes offline: the chat ends and wraps up; the transcript
+    // stays for the wrap-up, the reply box goes.
+    alice.quit();
+    host.wait_event("the chat cleared", |e| is(e, "ConnectionCleared", &id));
+    browser.wait_for(&format!("{card}[data-work='Wrapping']"));
+    browser.wait_gone(&format!("{card} form.reply:not([hidden])"));
+    wait_transcript(&browser, &card, &want);
+    browser.save_screenshot(&workspace().join("target/web-chat.png"));
+    browser.close();
+    assert!(host.stop().success(), "{}", host.log_text());
 }

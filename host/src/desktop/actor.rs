@@ -743,16 +743,7 @@ impl DesktopActor {
             _ if created => self.open_session(&id),
             EventKind::ESTABLISHED => self.focus_session(&id, "answered"),
             EventKind::RETRIEVED => self.focus_session(&id, "retrieved"),
-            EventKind::MESSAGE_RECEIVED => {
-                let who = if ev.party.is_empty() {
-                    "customer"
-                } else {
-                    ev.party.as_str()
-                };
-                let who = who.to_owned();
-                self.add_transcript(&id, &who, &ev.text);
-            }
-            EventKind::MESSAGE_SENT => self.add_transcript(&id, "agent", &ev.text),
+            EventKind::MESSAGE_RECEIVED | EventKind::MESSAGE_SENT => self.add_transcript(&id, &ev),
             _ => {}
         }
         if is_clear {

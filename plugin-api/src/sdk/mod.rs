@@ -51,6 +51,7 @@ use crate::{
     },
 };
 
+pub mod chat;
 pub mod json;
 pub mod prelude;
 pub mod privacy;

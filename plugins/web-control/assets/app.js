@@ -19,6 +19,7 @@
     offset: 0, // server clock - browser clock, ms
     instance: '',
     connected: false,
+    typing: new Map(), // call_id -> {state, who, at}: the far end's chat state
   };
 
   const STATE_LABEL = {
@@ -41,6 +42,14 @@
     Canceled: 'Canceled',
   };
   const LOG_MAX = 200;
+  // Lines kept per chat transcript: the desktop's limit (sdk::chat).
+  const TRANSCRIPT_LINES = 1000;
+  // A "typing" notice older than this is stale (the far end went quiet).
+  const TYPING_STALE_MS = 30000;
+  // The agent's own typing: "composing" at most this often, "paused" after
+  // this long without a keystroke.
+  const TYPING_EVERY_MS = 10000;
+  const TYPING_PAUSE_MS = 5000;
   // The audit trail of submitted commands duplicates their outcome lines.
   const LOG_HIDDEN = new Set(['CommandRequested']);
   let lastLoggedSeq = 0; // the newest event in the log
@@ -90,6 +99,9 @@
   const allows = (call, kind) => Array.isArray(call.allowed) && call.allowed.includes(kind);
   const isLive = (call) => !['Null', 'Failed'].includes(call.state);
   const far = (call) => (call.direction === 'outbound' ? call.dnis : call.ani) || 'unknown number';
+  /** Chats and other text channels: a transcript and a reply box instead of a keypad. */
+  const isText = (call) => call.channel === 'chat' || allows(call, 'SendMessage');
+  const sessionOf = (callId) => Array.from(S.sessions.values()).find((x) => x.call_id === callId);
 
   // ------------------------------------------------------------------ connection
 
@@ -178,13 +190,19 @@
     if (ws && ws.readyState === WebSocket.OPEN && Date.now() - lastMessage > 25000) ws.close();
   }, 5000);
 
-  function send(command, label) {
+  /**
+   * Sends a command. `opts.done(ok)` runs when its outcome arrives;
+   * `opts.quiet` keeps a failure out of the notices (typing notifications).
+   */
+  function send(command, label, opts) {
+    const o = opts || {};
     if (!ws || ws.readyState !== WebSocket.OPEN) {
-      notice(`${label}: not connected to the desktop; try again when the connection is back.`, 'error');
+      if (!o.quiet) notice(`${label}: not connected to the desktop; try again when the connection is back.`, 'error');
+      if (o.done) o.done(false);
       return;
     }
     const ref = nextRef++;
-    requests.set(ref, { label });
+    requests.set(ref, { label, done: o.done, quiet: o.quiet });
     ws.send(JSON.stringify({ op: 'command', ref, command }));
   }
 
@@ -211,7 +229,8 @@
     const req = requests.get(r.ref);
     requests.delete(r.ref);
     if (r.request_id) myRequestIds.add(r.request_id);
-    if (r.ok) return;
+    if (req && req.done) req.done(!!r.ok);
+    if (r.ok || (req && req.quiet)) return;
     const what = (req && req.label) || r.command || 'Request';
     notice(`${what} failed: ${r.text || r.cause}${r.cause ? ` (${r.cause})` : ''}`, 'error');
   }
@@ -297,6 +316,20 @@
         S.sessions.set(s.session_id, s);
       }
     }
+    if (ev.event === 'MessageReceived' || ev.event === 'MessageSent') {
+      // The desktop adds the line to the session without resending it
+      // (the same rule as sdk::chat::transcript_line).
+      const s = sessionOf(ev.call_id);
+      if (s) {
+        const who = ev.event === 'MessageSent' ? 'agent' : ev.party || 'customer';
+        s.transcript = (s.transcript || []).concat(`${who}: ${ev.text || ''}`).slice(-TRANSCRIPT_LINES);
+      }
+      if (ev.event === 'MessageReceived') S.typing.delete(ev.call_id);
+    }
+    if (ev.event === 'Typing' && ev.call_id) {
+      S.typing.set(ev.call_id, { state: ev.text || 'composing', who: ev.party, at: Date.now() });
+    }
+    if (ev.event === 'CallRemoved' || ev.event === 'ConnectionCleared') S.typing.delete(ev.call_id);
     const p = S.plugins.find((x) => x.name === ev.source);
     if (p && ev.event === 'PluginStatus') p.status = ev.text;
     if (p && ev.event === 'ConnectorStatus') p.link = ev.text;
@@ -466,6 +499,7 @@
     const n = ++cardSeq;
     const titleId = `call-${n}-title`;
     const targetId = `call-${n}-target`;
+    const replyId = `call-${n}-reply`;
     const card = h(
       'article',
       { class: 'call', 'aria-labelledby': titleId, dataset: { callId: call.call_id } },
@@ -499,8 +533,22 @@
           ...'123456789*0#'.split('').map((d) => h('button', { type: 'button', class: 'key', dataset: { digit: d } }, d)),
         ),
       ),
+      h(
+        'section',
+        { class: 'chat', 'aria-label': 'Conversation', hidden: true },
+        h('ol', { class: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' }),
+        h('p', { class: 'typing', 'aria-live': 'polite' }),
+        h(
+          'form',
+          { class: 'reply', autocomplete: 'off' },
+          h('label', { for: replyId }, 'Reply'),
+          h('textarea', { id: replyId, class: 'reply-text', rows: 2, placeholder: 'Type a reply. Enter sends, Shift+Enter starts a new line.' }),
+          h('button', { type: 'submit', class: 'btn go', dataset: { action: 'SendMessage' } }, 'Send'),
+        ),
+      ),
       h('div', { class: 'wrapup' }),
     );
+    wireReply(card);
     const transfer = card.querySelector('form.transfer');
     transfer.addEventListener('click', (e) => {
       const b = e.target.closest('button[data-action]');
@@ -510,7 +558,7 @@
       const target = input.value.trim();
       if (!call) return;
       if (!target) {
-        notice('Enter a number to transfer or consult to.', 'error');
+        notice(isText(call) ? 'Enter the address to transfer the chat to.' : 'Enter a number to transfer or consult to.', 'error');
         input.focus();
         return;
       }
@@ -526,6 +574,94 @@
     return card;
   }
 
+  /** The reply box: Enter sends; the text stays until the desktop confirms it. */
+  function wireReply(card) {
+    const form = card.querySelector('form.reply');
+    const box = form.querySelector('textarea');
+    const typing = { sentAt: 0, pause: null };
+    const typingState = (state) => {
+      const call = S.calls.get(card.dataset.callId);
+      if (!call || !allows(call, 'SendTyping')) return;
+      send({ kind: 'SendTyping', call_id: call.call_id, text: state }, 'Typing', { quiet: true });
+    };
+    box.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    box.addEventListener('input', () => {
+      clearTimeout(typing.pause);
+      if (!box.value) return;
+      if (Date.now() - typing.sentAt > TYPING_EVERY_MS) {
+        typing.sentAt = Date.now();
+        typingState('composing');
+      }
+      typing.pause = setTimeout(() => {
+        typing.sentAt = 0;
+        typingState('paused');
+      }, TYPING_PAUSE_MS);
+    });
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const call = S.calls.get(card.dataset.callId);
+      const text = box.value;
+      if (!call || form.dataset.busy) return;
+      if (!text.trim()) {
+        notice('Type a message first.', 'error');
+        box.focus();
+        return;
+      }
+      clearTimeout(typing.pause);
+      typing.sentAt = 0;
+      form.dataset.busy = '1';
+      form.setAttribute('aria-busy', 'true');
+      send({ kind: 'SendMessage', call_id: call.call_id, text }, `Message to ${far(call)}`, {
+        done: (ok) => {
+          delete form.dataset.busy;
+          form.removeAttribute('aria-busy');
+          // Cleared only once the desktop took it: a refused message (too
+          // long, chat ended) stays in the box.
+          if (ok && box.value === text) box.value = '';
+        },
+      });
+    });
+  }
+
+  /** The conversation of a text interaction: transcript, typing notice, reply box. */
+  function renderChat(card, call) {
+    const section = card.querySelector('section.chat');
+    const session = sessionOf(call.call_id);
+    const lines = (session && session.transcript) || [];
+    const text = isText(call);
+    section.hidden = !text && lines.length === 0;
+    if (section.hidden) return;
+    const ol = section.querySelector('.chat-log');
+    const sig = `${lines.length}|${lines[0] || ''}|${lines[lines.length - 1] || ''}`;
+    if (ol.dataset.sig !== sig) {
+      const atEnd = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+      ol.dataset.sig = sig;
+      ol.replaceChildren(
+        ...lines.map((line) => {
+          const i = line.indexOf(': ');
+          const who = i < 0 ? '' : line.slice(0, i);
+          const said = i < 0 ? line : line.slice(i + 2);
+          const mine = who === 'agent';
+          return h('li', { class: mine ? 'me' : 'them' }, h('span', { class: 'who' }, mine ? 'You' : who), h('span', { class: 'said' }, said));
+        }),
+      );
+      if (atEnd) ol.scrollTop = ol.scrollHeight;
+    }
+    const t = S.typing.get(call.call_id);
+    const typingText = t && t.state === 'composing' && Date.now() - t.at < TYPING_STALE_MS && isLive(call) ? `${t.who || far(call)} is typing…` : '';
+    const typingEl = section.querySelector('.typing');
+    if (typingEl.textContent !== typingText) typingEl.textContent = typingText;
+    typingEl.hidden = !typingText;
+    const form = section.querySelector('form.reply');
+    form.hidden = !allows(call, 'SendMessage');
+    for (const el of form.querySelectorAll('button, textarea')) el.disabled = !S.connected;
+  }
+
   /** The command buttons a call allows now. */
   function callButtons(call) {
     const others = Array.from(S.calls.values()).filter((c) => c.call_id !== call.call_id && c.connector === call.connector && isLive(c));
@@ -539,8 +675,9 @@
       if (!allows(call, kind)) return;
       b.push({ kind, label, cls, command: Object.assign({ kind, call_id: call.call_id }, extra || {}), keys });
     };
-    add('Answer', 'Answer', 'go', null, 'F2 Alt+A');
-    add('Reject', 'Reject', 'stop');
+    const text = isText(call);
+    add('Answer', text ? 'Accept' : 'Answer', 'go', null, 'F2 Alt+A');
+    add('Reject', text ? 'Decline' : 'Reject', 'stop');
     add('Hold', 'Hold', '', null, 'F8 Alt+O');
     add('Retrieve', 'Retrieve', '', null, 'F8 Alt+O');
     add('Mute', 'Mute', '', null, 'F9 Alt+M');
@@ -552,7 +689,7 @@
       add('CompleteTransfer', 'Complete transfer', '', extra);
       add('CancelConsult', 'Cancel consult', '', extra);
     }
-    add('Hangup', 'Hang up', 'stop', null, 'F4 Alt+H');
+    add('Hangup', text ? 'End chat' : 'Hang up', 'stop', null, 'F4 Alt+H');
     return b;
   }
 
@@ -562,7 +699,8 @@
     card.classList.toggle('muted-call', !!call.muted);
     const head = card.querySelector('.call-head');
     const consultOf = call.attrs && call.attrs.consult_of;
-    head.querySelector('.dir').textContent = consultOf ? 'Consultation' : call.direction === 'outbound' ? 'Outbound' : 'Inbound';
+    const dir = call.direction === 'outbound' ? 'Outbound' : 'Inbound';
+    head.querySelector('.dir').textContent = consultOf ? 'Consultation' : isText(call) ? `${dir} ${call.channel || 'chat'}` : dir;
     const title = head.querySelector('.call-title');
     const t = far(call);
     if (title.textContent !== t) title.textContent = t;
@@ -633,6 +771,15 @@
     }
 
     const transfer = card.querySelector('form.transfer');
+    const text = isText(call);
+    const tInput = transfer.querySelector('input');
+    const tLabel = text ? 'Transfer to' : 'Transfer or consult to';
+    if (transfer.querySelector('label').textContent !== tLabel) {
+      transfer.querySelector('label').textContent = tLabel;
+      tInput.type = text ? 'text' : 'tel';
+      tInput.inputMode = text ? 'email' : 'tel';
+      tInput.placeholder = text ? "Another agent's address" : 'Number or extension';
+    }
     const canTransfer = allows(call, 'BlindTransfer');
     const canConsult = allows(call, 'Consult');
     transfer.hidden = !(canTransfer || canConsult);
@@ -644,6 +791,7 @@
     dtmf.hidden = !allows(call, 'SendDtmf');
     for (const el of dtmf.querySelectorAll('button')) el.disabled = !S.connected;
 
+    renderChat(card, call);
     renderWrapUp(card, call, wrapping);
   }
 
@@ -734,7 +882,7 @@
       setList(dl, pairs);
       body.push(dl);
     } else if (s.outcome !== 'pick-list') {
-      body.push(h('p', { class: 'muted' }, 'No record matches this caller.'));
+      body.push(h('p', { class: 'muted' }, `No record matches this ${call && isText(call) ? 'customer' : 'caller'}.`));
     }
     if (s.candidates && s.candidates.length) {
       body.push(
@@ -752,14 +900,11 @@
         ),
       );
     }
-    if (s.transcript && s.transcript.length) {
-      body.push(h('ol', { class: 'transcript', 'aria-label': 'Transcript' }, ...s.transcript.map((line) => h('li', {}, line))));
-    }
     return h(
       'article',
       { class: `session${s.focused ? ' focused' : ''}`, dataset: { sessionId: s.session_id, callId: s.call_id }, 'aria-current': s.focused ? 'true' : null },
       h('h3', {}, title),
-      h('p', { class: 'muted' }, call ? `${call.direction === 'outbound' ? 'Call to' : 'Call from'} ${far(call)}` : 'Interaction ended'),
+      h('p', { class: 'muted' }, call ? `${isText(call) ? 'Chat with' : call.direction === 'outbound' ? 'Call to' : 'Call from'} ${far(call)}` : 'Interaction ended'),
       ...body,
       s.focused ? null : h('button', { type: 'button', class: 'btn small', disabled: !S.connected, onclick: () => send({ kind: 'FocusSession', call_id: s.call_id }, 'Focus') }, 'Show'),
     );
@@ -767,6 +912,12 @@
 
   // Timers: call time counts up from the answer (or the first ring); wrap-up counts down.
   function tick() {
+    for (const [id, t] of S.typing) {
+      if (Date.now() - t.at >= TYPING_STALE_MS) {
+        S.typing.delete(id);
+        scheduleRender();
+      }
+    }
     for (const el of document.querySelectorAll('.timer[data-at]')) {
       const at = Number(el.dataset.at);
       let text = '';

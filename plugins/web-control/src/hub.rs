@@ -23,7 +23,7 @@ use std::{
 use axum::extract::ws::Utf8Bytes;
 use cti_plugin_api::{
     lookup,
-    sdk::{json, prelude::*},
+    sdk::{chat, json, prelude::*},
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
@@ -83,6 +83,19 @@ pub fn apply(snap: &mut DesktopSnapshot, ev: &DesktopEvent) {
             match at {
                 Some(i) => snap.sessions[i] = session.clone(),
                 None => snap.sessions.push(session.clone()),
+            }
+        }
+    }
+    if matches!(
+        ev.kind,
+        EventKind::MESSAGE_RECEIVED | EventKind::MESSAGE_SENT
+    ) {
+        // The desktop adds the line to the session without sending the
+        // session: do the same here, so a tab that connects later sees the
+        // whole conversation.
+        if let Some(id) = ev.call_id() {
+            if let Some(s) = snap.sessions.iter_mut().find(|s| s.call_id == id) {
+                chat::append_transcript(s, ev.kind, &ev.party, &ev.text);
             }
         }
     }

@@ -237,6 +237,57 @@ fn events_keep_the_copy_of_the_desktop_current() {
 }
 
 #[test]
+fn chat_messages_extend_the_session_transcript_like_the_desktop() {
+    use CommandKind as K;
+    let mut s = snapshot();
+    let mut c = call("x1", ConnectionState::Connected, &[K::SEND_MESSAGE]);
+    c.channel = "chat".into();
+    apply(&mut s, &call_event(4, EventKind::ESTABLISHED, c.clone()));
+    let mut open = event(5, EventKind::SESSION_OPENED);
+    open.session = ROption::RSome(SessionView {
+        session_id: "s1".into(),
+        call_id: "x1".into(),
+        outcome: "new-contact".into(),
+        contact: ROption::RNone,
+        candidates: RVec::new(),
+        focused: true,
+        transcript: RVec::from(vec![RString::from("alice@x: first")]),
+    });
+    apply(&mut s, &open);
+    let mut got = call_event(6, EventKind::MESSAGE_RECEIVED, c.clone());
+    got.party = "alice@x".into();
+    got.text = "where is my order?".into();
+    apply(&mut s, &got);
+    let mut sent = call_event(7, EventKind::MESSAGE_SENT, c.clone());
+    sent.text = "on its way".into();
+    apply(&mut s, &sent);
+    let mut typing = call_event(8, EventKind::TYPING, c);
+    typing.text = "composing".into();
+    apply(&mut s, &typing);
+    let lines: Vec<&str> = s.sessions[0]
+        .transcript
+        .iter()
+        .map(RString::as_str)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "alice@x: first",
+            "alice@x: where is my order?",
+            "agent: on its way"
+        ]
+    );
+    // A message on a call without a session changes nothing.
+    let mut other = call("x2", ConnectionState::Connected, &[]);
+    other.channel = "chat".into();
+    let mut stray = call_event(9, EventKind::MESSAGE_RECEIVED, other);
+    stray.text = "hi".into();
+    apply(&mut s, &stray);
+    assert_eq!(s.sessions.len(), 1);
+    assert_eq!(s.sessions[0].transcript.len(), 3);
+}
+
+#[test]
 fn commands_parse_like_ctl() {
     let v: Value = serde_json::from_str(
         r#"{"kind":"SetAgentState","agent_state":"NotReady(Lunch)","call_id":"x","target":"t","text":"y","other_call_id":"o"}"#,

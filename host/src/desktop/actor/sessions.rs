@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use cti_plugin_api::{
-    Command, CommandKind, Contact, ErrorKind, EventKind, KeyValue, Outcome, PluginError,
-    SessionView,
+    sdk::chat, Command, CommandKind, ConnectorEvent, Contact, ErrorKind, EventKind, KeyValue,
+    Outcome, PluginError, SessionView,
 };
 
 use super::{rs, DesktopActor};
@@ -31,8 +31,6 @@ pub(super) struct Sessions {
     next: u64,
 }
 
-/// Transcript lines kept per session.
-const TRANSCRIPT_LINES: usize = 1000;
 /// Candidates kept in a pick list.
 const CANDIDATES: usize = 20;
 
@@ -233,13 +231,11 @@ impl DesktopActor {
         }
     }
 
-    /// A chat line for the interaction's transcript.
-    pub(super) fn add_transcript(&mut self, call_id: &RString, who: &str, text: &str) {
+    /// A chat event's line for the interaction's transcript (the SDK's
+    /// rule, which controls that keep a copy of the desktop apply too).
+    pub(super) fn add_transcript(&mut self, call_id: &RString, ev: &ConnectorEvent) {
         if let Some(s) = self.sessions.by_call.get_mut(call_id) {
-            if s.transcript.len() >= TRANSCRIPT_LINES {
-                s.transcript.remove(0);
-            }
-            s.transcript.push(RString::from(format!("{who}: {text}")));
+            chat::append_transcript(s, ev.kind, &ev.party, &ev.text);
         }
     }
 
