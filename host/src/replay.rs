@@ -189,6 +189,36 @@ impl Reader<'_> {
                     Input::Skip
                 }
             }
+            "CallUpdated" if attr(v, "origin") == "connector" => {
+                // A connector's data update: the call's data after it (the
+                // desktop merges, so the whole set is the same input).
+                let (Some(connector), Some(call)) = (self.connector(source), v.get("call")) else {
+                    return Ok(Input::Skip);
+                };
+                let call_id = text(call, "call_id");
+                let st = state(text(call, "state"));
+                let mut ev = ConnectorEvent::new(EventKind::CALL_UPDATED, call_id, st);
+                ev.party = text(v, "party").into();
+                ev.cause = text(v, "cause").into();
+                ev.text = text(v, "text").into();
+                ev.attrs = pairs(v.get("attrs"), &["related_call_id", "origin"]);
+                ev.call = ROption::RSome(CallInfo {
+                    call_id: call_id.into(),
+                    direction: if text(call, "direction") == "outbound" {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    },
+                    ani: text(call, "ani").into(),
+                    dnis: text(call, "dnis").into(),
+                    state: st,
+                    data: pairs(call.get("data"), &[]),
+                });
+                Input::Msg(Box::new(DesktopMsg::Event {
+                    connector,
+                    event: ev,
+                }))
+            }
             _ => {
                 let Some(kind) = EventKind::parse(event) else {
                     return Ok(Input::Skip);

@@ -355,7 +355,10 @@ open_code! {
         /// `text` = `Connected`, `Disconnected`, `Reconnecting`).
         CONNECTOR_STATUS = 105 => "ConnectorStatus",
         /// A call's view changed without a CSTA event (allowed actions, data,
-        /// work item).
+        /// work item). A connector may raise it too, for a call the desktop
+        /// knows, with `call` carrying the changed call data (merged into the
+        /// call's data) and, when not empty, a new DNIS; the state stays. The
+        /// desktop passes it on with the attribute `origin = connector`.
         CALL_UPDATED = 106 => "CallUpdated",
         /// The desktop forgot a call (after it cleared and its work ended).
         CALL_REMOVED = 107 => "CallRemoved",

@@ -596,23 +596,42 @@ fn listener_create_update_answer_clear_over_http() {
     assert_eq!(s(&d["call"]["data"], "account"), "A-42");
     assert_eq!(s(&d["call"]["data"], "type"), "ivr");
     assert_eq!(s(&d["call"]["data"], "vip"), "true");
-    // Update: merged into the desktop's call data.
+    // Update: merged into the desktop's call data (and a new DNIS), raised
+    // as CallUpdated from the connector; the call still rings.
     let (st, v) = http(
         port,
         "PATCH",
         &format!("/interactions/{id}"),
         Some(TOKEN),
         json,
-        r#"{"data":{"intent":"upgrade","queue":"sales"}}"#,
+        r#"{"dnis":"8001","data":{"intent":"upgrade","queue":"sales"}}"#,
     );
     assert_eq!(st, 200, "{v}");
-    host.wait_until(
-        "the desktop merged the update",
-        Duration::from_secs(10),
-        || {
-            let d = data_of(&host, &id);
-            s(&d, "intent") == "upgrade" && s(&d, "queue") == "sales" && s(&d, "account") == "A-42"
-        },
+    let u = host.wait_event("the CallUpdated of the PATCH", |e| {
+        on(e, "CallUpdated", &id) && s(e, "cause") == "DataUpdated"
+    });
+    assert_eq!(s(&u["attrs"], "origin"), "connector", "{u}");
+    assert_eq!(s(&u["call"], "state"), "Alerting", "{u}");
+    assert_eq!(s(&u["call"], "dnis"), "8001", "{u}");
+    let d = &u["call"]["data"];
+    assert_eq!(
+        (s(d, "intent"), s(d, "queue"), s(d, "account")),
+        ("upgrade", "sales", "A-42"),
+        "{u}"
+    );
+    let d = data_of(&host, &id);
+    assert_eq!(
+        s(&d, "intent"),
+        "upgrade",
+        "ctl calls shows the update: {d}"
+    );
+    assert_eq!(
+        host.events()
+            .iter()
+            .filter(|e| on(e, "Delivered", &id))
+            .count(),
+        1,
+        "an update is not a second offer"
     );
     // A form post works too, every other field is call data.
     let (st, v) = http(
@@ -661,6 +680,27 @@ fn listener_create_update_answer_clear_over_http() {
     );
     assert_eq!(st, 404);
     assert!(host.stop().success());
+
+    // The recording replays identically, the data update included (the
+    // replay feeds the connector's CallUpdated back in).
+    let manifest = std::fs::read_to_string(host.scratch.path("desktop.toml")).unwrap();
+    let replay = host.scratch.write(
+        "replay.toml",
+        &manifest.replace("events.jsonl", "replay-events.jsonl"),
+    );
+    let o = cti_e2e::run_cli(&[
+        "replay",
+        host.recorder.to_str().unwrap(),
+        "--manifest",
+        replay.to_str().unwrap(),
+        "--compare",
+    ]);
+    assert!(
+        o.status.success() && cti_e2e::stdout(&o).contains("identical"),
+        "{}{}",
+        cti_e2e::stdout(&o),
+        cti_e2e::stderr(&o)
+    );
 }
 
 #[test]

@@ -591,6 +591,7 @@ impl DesktopActor {
                     self.refresh_agent_with(cause, Some(report));
                 }
             }
+            EventKind::CALL_UPDATED => self.on_call_event(connector, ev),
             kind if kind.is_desktop() => {
                 tracing::warn!(
                     connector = self.connectors[connector].name,
@@ -617,6 +618,29 @@ impl DesktopActor {
             ev.attrs.push(KeyValue::new("truncated", "true"));
         }
         let known = self.resolve_call_id(connector, &ev.call_id);
+        if ev.kind == EventKind::CALL_UPDATED {
+            // A connector's data update: never creates a call, never moves
+            // its state.
+            let current = known
+                .as_ref()
+                .and_then(|id| self.calls.get(id))
+                .filter(|e| !e.cleared)
+                .map(|e| e.view.state);
+            match (current, ev.call.is_some()) {
+                (Some(state), true) => {
+                    ev.state = state;
+                    ev.attrs.push(KeyValue::new("origin", "connector"));
+                }
+                _ => {
+                    self.unknown_call_events += 1;
+                    tracing::warn!(
+                        connector = self.connectors[connector].name,
+                        "CallUpdated without call data, or for a call the desktop does not know; ignored"
+                    );
+                    return;
+                }
+            }
+        }
         let created = known.is_none();
         let id = match known {
             Some(id) => id,
@@ -708,6 +732,13 @@ impl DesktopActor {
                     }
                 }
                 EventKind::FAILED => set_party(view, &far, ConnectionState::Failed),
+                EventKind::CALL_UPDATED => {
+                    if let ROption::RSome(info) = &ev.call {
+                        if !info.dnis.is_empty() {
+                            view.dnis = info.dnis.clone();
+                        }
+                    }
+                }
                 _ => {}
             }
             if let ROption::RSome(info) = &ev.call {

@@ -338,11 +338,11 @@ impl Store {
                 None => entry.info.data.push(KeyValue::new(k.as_str(), v.as_str())),
             }
         }
-        // The desktop merges the call data of any event carrying the call;
-        // a Delivered in the call's current state changes nothing else.
+        // CallUpdated: the desktop merges the changed data (and the DNIS)
+        // into the call and leaves its state alone.
         let mut changed = entry.info.clone();
         changed.data = data.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-        let mut e = ev(EventKind::DELIVERED, id, entry.info.state).with_call(changed);
+        let mut e = ev(EventKind::CALL_UPDATED, id, entry.info.state).with_call(changed);
         e.attrs.push(KeyValue::new("update", "data"));
         e.cause = "DataUpdated".into();
         Ok(vec![e])
@@ -489,6 +489,7 @@ mod tests {
         let ROption::RSome(changed) = &evs[0].call else {
             panic!()
         };
+        assert_eq!(evs[0].kind, EventKind::CALL_UPDATED);
         assert_eq!(changed.data.len(), 2);
         assert_eq!(evs[0].state, ConnectionState::Alerting);
         assert_eq!(s.json(&id).unwrap()["data"]["account"], "43");
