@@ -272,7 +272,11 @@ pub fn spawn_connector(
                 }
             }
             if let RResult::RErr(error) = connector.stop() {
-                tracing::warn!(plugin = idx, "connector stop failed: {error}");
+                tracing::warn!(
+                    plugin = idx,
+                    "connector stop failed: {}",
+                    crate::privacy::text(&error.to_string())
+                );
             }
         })?;
     Ok(Worker {
@@ -334,7 +338,11 @@ pub fn spawn_control(
                 }
             }
             if let RResult::RErr(e) = control.stop() {
-                tracing::warn!(plugin = idx, "control stop failed: {e}");
+                tracing::warn!(
+                    plugin = idx,
+                    "control stop failed: {}",
+                    crate::privacy::text(&e.to_string())
+                );
             }
         })?;
     Ok(Worker {

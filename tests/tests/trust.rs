@@ -2,7 +2,7 @@
 //! (sha256 pins) and permission checks on plugin files, and callers'
 //! numbers kept out of the logs.
 
-use std::{fs, os::unix::fs::PermissionsExt, path::Path, path::PathBuf, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, path::PathBuf};
 
 use cti_e2e::{plugin, run_cli, s, stderr, stdout, Host, Scratch};
 use serde_json::Value;
@@ -407,15 +407,23 @@ path = "{recorder}"
     assert!(ani.starts_with("+1206867") && ani.len() == 12, "{ani}");
     host.ctl_ok(&["answer", &id]);
     host.ctl_ok(&["dial", "+12068675309"]);
+    // A refused command whose reason quotes the number: logged, masked.
+    let refused = host.ctl(&["dtmf", &id, "+12068675309"]);
+    assert!(!refused.status.success(), "a number is not DTMF digits");
     host.ctl_ok(&["hangup", &id]);
     host.wait_event("CallCleared", |e| {
         s(e, "event") == "CallCleared" && s(e, "call_id") == id
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Stopping flushes every log line.
     assert!(host.stop().success());
     let log = host.log_text();
     // The log does cover the call (its id), just not the numbers.
     assert!(log.contains("new call") && log.contains(&id), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| (l.contains("refused") || l.contains("failed")) && l.contains("***5309")),
+        "the refusal is logged with the number masked:\n{log}"
+    );
     for number in [ani.as_str(), "+12068675309", &ani[1..], "12068675309"] {
         assert!(
             !log.contains(number),

@@ -568,7 +568,7 @@ impl DesktopActor {
                 }
                 slot.link = link;
                 let name = rs(&slot.name);
-                tracing::info!(connector = slot.name, link, cause = %ev.cause, "connector link");
+                tracing::info!(connector = slot.name, link, cause = %crate::privacy::text(&ev.cause), "connector link");
                 self.emit(EventKind::CONNECTOR_STATUS, |e| {
                     e.source = name;
                     e.text = rs(link);
@@ -1162,7 +1162,12 @@ impl DesktopActor {
                                 self.settings.execute_timeout.as_millis()
                             ),
                         );
-                        tracing::warn!(connector = name, request_id, "{err}");
+                        tracing::warn!(
+                            connector = name,
+                            request_id,
+                            "{}",
+                            crate::privacy::text(&err.to_string())
+                        );
                         let connector = req.connector;
                         self.complete(request_id, req, Err(err), "timeout");
                         self.connector_timed_out(connector);
@@ -1805,7 +1810,11 @@ impl DesktopActor {
         };
         if let Err(e) = &result {
             if e.kind == ErrorKind::PANIC {
-                tracing::error!(connector = self.connectors[connector].name, "{e}");
+                tracing::error!(
+                    connector = self.connectors[connector].name,
+                    "{}",
+                    crate::privacy::text(&e.to_string())
+                );
                 self.connectors[connector].health.faults += 1;
             }
             if let Some(call) = self.calls.get_mut(&req.call_id) {
@@ -1843,6 +1852,18 @@ impl DesktopActor {
             self.notify_after(&req.source, request_id, &cmd, &result);
         }
         let source = req.source.clone();
+        if let Err(e) = &result {
+            if e.kind != ErrorKind::PANIC {
+                tracing::info!(
+                    source = source.as_str(),
+                    request_id,
+                    connector = self.connectors[req.connector].name,
+                    kind = %req.kind,
+                    "command failed: {}",
+                    crate::privacy::text(&e.to_string())
+                );
+            }
+        }
         let view = self.calls.get(&req.call_id).map(|e| e.view.clone());
         let connector = rs(&self.connectors[req.connector].name);
         self.emit_outcome(&source, request_id, req.kind, view, connector, &result, via);
@@ -1859,7 +1880,12 @@ impl DesktopActor {
         result: CommandResult,
     ) {
         if let Err(e) = &result {
-            tracing::info!(source, request_id, "command refused: {e}");
+            tracing::info!(
+                source,
+                request_id,
+                "command refused: {}",
+                crate::privacy::text(&e.to_string())
+            );
         }
         let kind = self.current_kind.unwrap_or(CommandKind(u16::MAX));
         self.emit_outcome(

@@ -257,7 +257,7 @@ impl DesktopActor {
         let Some(ic) = self.interceptions.remove(&token) else {
             return;
         };
-        tracing::info!(command = %ic.command.kind, "{message}");
+        tracing::info!(command = %ic.command.kind, "{}", crate::privacy::text(&message));
         self.finish_intercepted(ic, Err(PluginError::new(kind, message)));
     }
 

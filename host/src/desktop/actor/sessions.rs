@@ -105,7 +105,11 @@ impl DesktopActor {
                 };
                 match found {
                     Err(e) => {
-                        tracing::error!(rule = rule.name, "contact lookup failed: {e}");
+                        tracing::error!(
+                            rule = rule.name,
+                            "contact lookup failed: {}",
+                            crate::privacy::text(&e)
+                        );
                         (
                             LookupOutcome::NoContact,
                             None,

@@ -36,7 +36,13 @@ impl DesktopActor {
         let health = self.health_mut(key);
         health.faults += 1;
         let faults = health.faults;
-        tracing::error!(plugin = name, during, faults, "plugin failed: {error}");
+        tracing::error!(
+            plugin = name,
+            during,
+            faults,
+            "plugin failed: {}",
+            crate::privacy::text(&error.to_string())
+        );
         if error.kind == ErrorKind::PANIC || during == "start" {
             self.schedule_restart(key, format!("{during}: {error}"));
         }
@@ -107,7 +113,8 @@ impl DesktopActor {
             let name = self.plugin_name(key).to_owned();
             tracing::error!(
                 plugin = name,
-                "restarted {n} times within {window:?}; marked Faulted: {why}"
+                "restarted {n} times within {window:?}; marked Faulted: {}",
+                crate::privacy::text(&why)
             );
             self.emit_status(
                 key,
@@ -361,7 +368,8 @@ impl DesktopActor {
                 // bring the old library back.
                 tracing::error!(
                     plugin = name,
-                    "reloaded instance failed to start: {reason}; restoring the previous version"
+                    "reloaded instance failed to start: {}; restoring the previous version",
+                    crate::privacy::text(&reason)
                 );
                 let restored = self.start_instance(key, None);
                 self.emit_reload_failed(
@@ -387,7 +395,8 @@ impl DesktopActor {
     pub(super) fn emit_reload_failed(&mut self, name: &str, reason: &str) {
         tracing::warn!(
             plugin = name,
-            "reload refused; the running version stays: {reason}"
+            "reload refused; the running version stays: {}",
+            crate::privacy::text(reason)
         );
         let n = rs(name);
         self.emit(EventKind::PLUGIN_RELOAD_FAILED, |e| {
