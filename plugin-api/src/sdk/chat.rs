@@ -6,9 +6,9 @@
 //! the desktop (a web page, say) applies the same rule with
 //! [`append_transcript`], so its copy matches what a snapshot would say.
 
-use abi_stable::std_types::RString;
+use abi_stable::std_types::{RString, RVec};
 
-use crate::ffi::{EventKind, SessionView};
+use crate::ffi::EventKind;
 
 /// Lines the desktop keeps per session; older lines are dropped first.
 pub const TRANSCRIPT_LINES: usize = 1000;
@@ -29,10 +29,11 @@ pub fn transcript_line(kind: EventKind, party: &str, text: &str) -> Option<Strin
     Some(format!("{who}: {text}"))
 }
 
-/// Appends the line of a chat event to `session`, keeping at most
-/// [`TRANSCRIPT_LINES`]. Returns whether a line was added.
+/// Appends the line of a chat event to a transcript (a session's
+/// `transcript`), keeping at most [`TRANSCRIPT_LINES`]. Returns whether a
+/// line was added.
 pub fn append_transcript(
-    session: &mut SessionView,
+    transcript: &mut RVec<RString>,
     kind: EventKind,
     party: &str,
     text: &str,
@@ -40,10 +41,10 @@ pub fn append_transcript(
     let Some(line) = transcript_line(kind, party, text) else {
         return false;
     };
-    if session.transcript.len() >= TRANSCRIPT_LINES {
-        session.transcript.remove(0);
+    if transcript.len() >= TRANSCRIPT_LINES {
+        transcript.remove(0);
     }
-    session.transcript.push(RString::from(line));
+    transcript.push(RString::from(line));
     true
 }
 
@@ -72,25 +73,17 @@ mod tests {
 
     #[test]
     fn the_oldest_line_goes_first() {
-        let mut s = SessionView {
-            session_id: "s-1".into(),
-            call_id: "c-1".into(),
-            outcome: "contact".into(),
-            contact: abi_stable::std_types::ROption::RNone,
-            candidates: abi_stable::std_types::RVec::new(),
-            focused: false,
-            transcript: abi_stable::std_types::RVec::new(),
-        };
+        let mut t = RVec::new();
         for i in 0..TRANSCRIPT_LINES + 5 {
             assert!(append_transcript(
-                &mut s,
+                &mut t,
                 EventKind::MESSAGE_SENT,
                 "",
                 &i.to_string()
             ));
         }
-        assert_eq!(s.transcript.len(), TRANSCRIPT_LINES);
-        assert_eq!(s.transcript[0].as_str(), "agent: 5");
-        assert!(!append_transcript(&mut s, EventKind::ESTABLISHED, "", "x"));
+        assert_eq!(t.len(), TRANSCRIPT_LINES);
+        assert_eq!(t[0].as_str(), "agent: 5");
+        assert!(!append_transcript(&mut t, EventKind::ESTABLISHED, "", "x"));
     }
 }

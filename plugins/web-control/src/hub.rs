@@ -95,7 +95,7 @@ pub fn apply(snap: &mut DesktopSnapshot, ev: &DesktopEvent) {
         // whole conversation.
         if let Some(id) = ev.call_id() {
             if let Some(s) = snap.sessions.iter_mut().find(|s| s.call_id == id) {
-                chat::append_transcript(s, ev.kind, &ev.party, &ev.text);
+                chat::append_transcript(&mut s.transcript, ev.kind, &ev.party, &ev.text);
             }
         }
     }

@@ -8,8 +8,6 @@
 //! at once; the answered interaction takes the focus; the session closes
 //! when the work item completes.
 
-use std::collections::HashMap;
-
 use abi_stable::std_types::{ROption, RString, RVec};
 use cti_plugin_api::{
     sdk::chat, Command, CommandKind, ConnectorEvent, Contact, ErrorKind, EventKind, KeyValue,
@@ -23,12 +21,39 @@ use crate::{
     plugin::CommandResult,
 };
 
-/// The open sessions.
+/// What the desktop knows of the sessions besides each call's own
+/// [`Session`] (kept in the call's entry: one table lookup finds both, and
+/// a call does not pay for a second table keyed by its id again).
 #[derive(Default)]
 pub(super) struct Sessions {
-    by_call: HashMap<RString, SessionView>,
     focused: Option<RString>,
     next: u64,
+}
+
+/// One interaction's agent session, compact: the `SessionView` the
+/// controls see is built from it when an event or a snapshot carries it.
+#[derive(Debug)]
+pub(super) struct Session {
+    /// `s-{seq}`; also the sessions' order.
+    seq: u64,
+    outcome: LookupOutcome,
+    contact: Option<Box<Contact>>,
+    candidates: Vec<Contact>,
+    transcript: RVec<RString>,
+}
+
+impl Session {
+    fn view(&self, call_id: &RString, focused: bool) -> SessionView {
+        SessionView {
+            session_id: RString::from(format!("s-{}", self.seq)),
+            call_id: call_id.clone(),
+            outcome: rs(self.outcome.name()),
+            contact: self.contact.as_deref().cloned().into(),
+            candidates: self.candidates.iter().cloned().collect(),
+            focused,
+            transcript: self.transcript.clone(),
+        }
+    }
 }
 
 /// Candidates kept in a pick list.
@@ -59,14 +84,33 @@ fn search(dir: &Directory, rule: &LookupRule, value: &str) -> Result<Vec<Contact
 impl DesktopActor {
     /// The sessions, oldest first, for snapshots.
     pub(super) fn session_list(&self) -> RVec<SessionView> {
-        let mut list: Vec<SessionView> = self.sessions.by_call.values().cloned().collect();
-        list.sort_by_key(|s| {
-            s.session_id
-                .trim_start_matches("s-")
-                .parse::<u64>()
-                .unwrap_or(0)
-        });
-        RVec::from(list)
+        let mut list: Vec<(u64, &RString, &Session)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, e)| e.session.as_deref().map(|s| (s.seq, id, s)))
+            .collect();
+        list.sort_unstable_by_key(|(seq, _, _)| *seq);
+        list.into_iter()
+            .map(|(_, id, s)| s.view(id, self.sessions.focused.as_ref() == Some(id)))
+            .collect()
+    }
+
+    /// The call whose session is the newest.
+    fn newest_session(&self) -> Option<RString> {
+        self.calls
+            .iter()
+            .filter_map(|(id, e)| e.session.as_ref().map(|s| (s.seq, id)))
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, id)| id.clone())
+    }
+
+    fn session_view(&self, call_id: &RString) -> Option<SessionView> {
+        let s = self.calls.get(call_id)?.session.as_deref()?;
+        Some(s.view(call_id, self.sessions.focused.as_ref() == Some(call_id)))
+    }
+
+    fn has_session(&self, call_id: &RString) -> bool {
+        self.calls.get(call_id).is_some_and(|e| e.session.is_some())
     }
 
     /// A new interaction: look it up and open its session.
@@ -74,7 +118,7 @@ impl DesktopActor {
         let Some(entry) = self.calls.get(call_id) else {
             return;
         };
-        if entry.consult_of.is_some() || self.sessions.by_call.contains_key(call_id) {
+        if entry.consult_of.is_some() || entry.session.is_some() {
             return;
         }
         let view = entry.view.clone();
@@ -152,18 +196,17 @@ impl DesktopActor {
             ),
         };
         self.sessions.next += 1;
-        let session = SessionView {
-            session_id: RString::from(format!("s-{}", self.sessions.next)),
-            call_id: call_id.clone(),
-            outcome: rs(outcome.name()),
-            contact: contact_found.map(contact).into(),
+        let kept = Session {
+            seq: self.sessions.next,
+            outcome,
+            contact: contact_found.map(|c| Box::new(contact(c))),
             candidates: candidates.into_iter().map(contact).collect(),
-            focused: false,
             transcript: RVec::new(),
         };
-        self.sessions
-            .by_call
-            .insert(call_id.clone(), session.clone());
+        let session = kept.view(call_id, false);
+        if let Some(e) = self.calls.get_mut(call_id) {
+            e.session = Some(Box::new(kept));
+        }
         if rule.is_some() {
             let v = view.clone();
             let s = session.clone();
@@ -185,22 +228,13 @@ impl DesktopActor {
 
     /// Gives a session the focus.
     pub(super) fn focus_session(&mut self, call_id: &RString, cause: &str) {
-        if self.sessions.focused.as_ref() == Some(call_id)
-            || !self.sessions.by_call.contains_key(call_id)
-        {
+        if self.sessions.focused.as_ref() == Some(call_id) || !self.has_session(call_id) {
             return;
         }
-        if let Some(old) = self.sessions.focused.take() {
-            if let Some(s) = self.sessions.by_call.get_mut(&old) {
-                s.focused = false;
-            }
-        }
-        let Some(s) = self.sessions.by_call.get_mut(call_id) else {
+        self.sessions.focused = Some(call_id.clone());
+        let Some(session) = self.session_view(call_id) else {
             return;
         };
-        s.focused = true;
-        let session = s.clone();
-        self.sessions.focused = Some(call_id.clone());
         let view = self.calls.get(call_id).map(|e| e.view.clone());
         self.emit(EventKind::SESSION_FOCUSED, |e| {
             e.call = view.into();
@@ -211,12 +245,16 @@ impl DesktopActor {
 
     /// The interaction's work is over: its session closes.
     pub(super) fn close_session(&mut self, call_id: &RString) {
-        let Some(mut session) = self.sessions.by_call.remove(call_id) else {
+        let Some(entry) = self.calls.get_mut(call_id) else {
             return;
         };
+        let Some(kept) = entry.session.take() else {
+            return;
+        };
+        let view = entry.view.clone();
+        let session = kept.view(call_id, false);
         let was_focused = self.sessions.focused.as_ref() == Some(call_id);
-        session.focused = false;
-        let view = self.calls.get(call_id).map(|e| e.view.clone());
+        let view = Some(view);
         self.emit(EventKind::SESSION_CLOSED, |e| {
             e.call = view.into();
             e.session = ROption::RSome(session);
@@ -224,12 +262,7 @@ impl DesktopActor {
         if was_focused {
             self.sessions.focused = None;
             // The newest remaining session takes the focus.
-            let next = self
-                .session_list()
-                .into_iter()
-                .next_back()
-                .map(|s| s.call_id);
-            if let Some(next) = next {
+            if let Some(next) = self.newest_session() {
                 self.focus_session(&next, "previous session closed");
             }
         }
@@ -238,8 +271,8 @@ impl DesktopActor {
     /// A chat event's line for the interaction's transcript (the SDK's
     /// rule, which controls that keep a copy of the desktop apply too).
     pub(super) fn add_transcript(&mut self, call_id: &RString, ev: &ConnectorEvent) {
-        if let Some(s) = self.sessions.by_call.get_mut(call_id) {
-            chat::append_transcript(s, ev.kind, &ev.party, &ev.text);
+        if let Some(s) = self.calls.get_mut(call_id).and_then(|e| e.session.as_mut()) {
+            chat::append_transcript(&mut s.transcript, ev.kind, &ev.party, &ev.text);
         }
     }
 
@@ -251,7 +284,7 @@ impl DesktopActor {
                 format!("no call \"{}\"", command.call_id),
             ));
         };
-        if !self.sessions.by_call.contains_key(&id) {
+        if !self.has_session(&id) {
             return Err(PluginError::new(
                 ErrorKind::INVALID_STATE,
                 format!("call \"{id}\" has no session"),
@@ -263,7 +296,7 @@ impl DesktopActor {
                 Ok(Outcome::default())
             }
             CommandKind::PICK_CONTACT => {
-                let Some(s) = self.sessions.by_call.get_mut(&id) else {
+                let Some(s) = self.calls.get_mut(&id).and_then(|e| e.session.as_mut()) else {
                     return Err(PluginError::new(ErrorKind::INVALID_STATE, "no session"));
                 };
                 let Some(pos) = s.candidates.iter().position(|c| c.id == command.target) else {
@@ -276,14 +309,14 @@ impl DesktopActor {
                     ));
                 };
                 let picked = s.candidates.remove(pos);
-                s.candidates.clear();
-                s.contact = ROption::RSome(picked);
-                s.outcome = rs("contact");
-                let session = s.clone();
+                s.candidates = Vec::new();
+                s.contact = Some(Box::new(picked));
+                s.outcome = LookupOutcome::Contact;
+                let session = self.session_view(&id);
                 let view = self.calls.get(&id).map(|e| e.view.clone());
                 self.emit(EventKind::LOOKUP_RESOLVED, |e| {
                     e.call = view.into();
-                    e.session = ROption::RSome(session);
+                    e.session = session.into();
                     e.cause = rs("contact");
                     e.text = rs("picked by the agent");
                 });

@@ -199,7 +199,7 @@ impl DesktopActor {
             .values()
             .filter(|e| e.connector == connector && !e.cleared)
             .map(|e| CallInfo {
-                call_id: e.connector_call_id.clone(),
+                call_id: e.connector_id().clone(),
                 direction: e.view.direction,
                 ani: e.view.ani.clone(),
                 dnis: e.view.dnis.clone(),
