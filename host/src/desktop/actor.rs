@@ -140,7 +140,9 @@ struct CallEntry {
 impl CallEntry {
     /// The call's id as its connector knows it.
     fn connector_id(&self) -> &RString {
-        self.connector_call_id.as_ref().unwrap_or(&self.view.call_id)
+        self.connector_call_id
+            .as_ref()
+            .unwrap_or(&self.view.call_id)
     }
 }
 
@@ -1234,10 +1236,7 @@ impl DesktopActor {
         {
             self.internal_ids += 1;
             let request_id = self.internal_ids;
-            let mut cmd = Command::new(
-                CommandKind::REJECT,
-                self.calls[id].connector_id().clone(),
-            );
+            let mut cmd = Command::new(CommandKind::REJECT, self.calls[id].connector_id().clone());
             cmd.text = rs("ring timeout");
             let call_id = id.clone();
             self.dispatch(
