@@ -574,9 +574,16 @@ impl CstaChecker {
         if kind.known_name().is_none() {
             return; // a code from a newer plugin-api: not judged
         }
-        if kind.is_desktop() {
+        if !kind.connector_may_raise() {
             self.violation(format!(
                 "raised {kind}, an event only the desktop may raise"
+            ));
+            return;
+        }
+        if kind == EventKind::CALL_UPDATED && ev.call.is_none() {
+            self.violation(format!(
+                "CallUpdated for call {} carries no call (CallInfo) to update",
+                ev.call_id
             ));
             return;
         }
@@ -646,7 +653,11 @@ impl CstaChecker {
                 ));
             }
         }
-        if let Some(t) = self.calls.get_mut(id) {
+        if let Some(t) = self
+            .calls
+            .get_mut(id)
+            .filter(|_| kind != EventKind::CALL_UPDATED)
+        {
             t.state = ev.state;
             if kind == EventKind::CALL_CLEARED {
                 t.cleared = true;
@@ -1823,6 +1834,30 @@ mod tests {
         );
         assert!(v.contains("Held for call c1 after its CallCleared"), "{v}");
         assert!(v.contains("raised CallRemoved"), "{v}");
+    }
+
+    #[test]
+    fn a_data_update_and_far_end_digits_are_in_order() {
+        use ConnectionState as S;
+        let mut c = CstaChecker::default();
+        c.on_event(&delivered("c1"));
+        c.on_event(&ev(EventKind::ESTABLISHED, "c1", S::Connected));
+        c.on_event(&ev(EventKind::DIGITS_RECEIVED, "c1", S::Connected));
+        let mut update = delivered("c1");
+        update.kind = EventKind::CALL_UPDATED;
+        c.on_event(&update);
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        // The update does not move the call's state.
+        c.on_event(&ev(EventKind::HELD, "c1", S::Held));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        // Without the call's data, or for a call never introduced: named.
+        c.on_event(&ev(EventKind::CALL_UPDATED, "c1", S::Held));
+        let mut ghost = delivered("ghost");
+        ghost.kind = EventKind::CALL_UPDATED;
+        c.on_event(&ghost);
+        let v = c.violations().join("\n");
+        assert!(v.contains("CallUpdated for call c1 carries no call"), "{v}");
+        assert!(v.contains("CallUpdated for unknown call ghost"), "{v}");
     }
 
     #[test]

@@ -337,6 +337,9 @@ open_code! {
         TYPING = 22 => "Typing",
         /// The far end of a call is ringing (outbound).
         NETWORK_REACHED = 23 => "NetworkReached",
+        /// DTMF digits from the far end (`text`; since 1.2). Hosts before
+        /// 1.2 pass it on as `Unknown(24)` and change nothing.
+        DIGITS_RECEIVED = 24 => "DigitsReceived",
 
         /// An agent-state request is stored until the agent's work ends
         /// (`agent.pending`).
@@ -355,7 +358,7 @@ open_code! {
         /// `text` = `Connected`, `Disconnected`, `Reconnecting`).
         CONNECTOR_STATUS = 105 => "ConnectorStatus",
         /// A call's view changed without a CSTA event (allowed actions, data,
-        /// work item). A connector may raise it too, for a call the desktop
+        /// work item). A connector may raise it too (since 1.2), for a call the desktop
         /// knows, with `call` carrying the changed call data (merged into the
         /// call's data) and, when not empty, a new DNIS; the state stays. The
         /// desktop passes it on with the attribute `origin = connector`.
@@ -394,6 +397,12 @@ impl EventKind {
     /// True for codes raised by the desktop manager rather than a connector.
     pub fn is_desktop(self) -> bool {
         self.0 >= 100
+    }
+
+    /// True for the codes a connector may raise: every code below 100, and
+    /// `CallUpdated` (a data update of a known call; since 1.2).
+    pub fn connector_may_raise(self) -> bool {
+        !self.is_desktop() || self == Self::CALL_UPDATED
     }
 }
 

@@ -487,7 +487,7 @@ fn inspect_describes_a_plugin() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["name"], "sim-connector");
     assert_eq!(v["kinds"], serde_json::json!(["connector"]));
-    assert_eq!(v["api_version"], "1.1.0");
+    assert_eq!(v["api_version"], "1.2.0");
     let caps: Vec<&str> = v["capabilities"]
         .as_array()
         .unwrap()

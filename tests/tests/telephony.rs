@@ -409,20 +409,24 @@ fn dtmf_digits_reach_the_far_end_and_digits_from_it_are_reported() {
     // The other way: the customer keys 5 and 9.
     cust.cmd("sndcode", Some("59"));
     host.wait_event("the second digit from the far end", |e| {
-        is(e, "MessageReceived", &id) && s(e, "text") == "9"
+        is(e, "DigitsReceived", &id) && s(e, "text") == "9"
     });
     let digits: Vec<String> = host
         .events()
         .iter()
-        .filter(|e| is(e, "MessageReceived", &id))
-        .map(|e| s(&e["attrs"], "dtmf").to_owned())
+        .filter(|e| is(e, "DigitsReceived", &id))
+        .map(|e| s(e, "text").to_owned())
         .collect();
     assert_eq!(digits, ["5", "9"]);
+    assert!(
+        !host.events().iter().any(|e| is(e, "MessageReceived", &id)),
+        "digits are not chat messages"
+    );
     let last = host
         .events()
         .into_iter()
         .rev()
-        .find(|e| is(e, "MessageReceived", &id))
+        .find(|e| is(e, "DigitsReceived", &id))
         .expect("event");
     assert_eq!(s(&last["call"]["data"], "dtmf_received"), "59", "{last}");
 

@@ -491,16 +491,13 @@ impl Core {
                     return;
                 }
                 c.dtmf_received.push_str(&digit);
-                // plugin-api 1.0 has no "digits received" kind; a digit from
-                // the far end is a message from the far end (MessageReceived,
-                // `text` = the digit, `attrs.dtmf`), and the digits so far are
+                // DigitsReceived (`text` = the digit); the digits so far are
                 // kept in the call data (`dtmf_received`).
-                let mut ev = c
-                    .event(EventKind::MESSAGE_RECEIVED)
+                let ev = c
+                    .event(EventKind::DIGITS_RECEIVED)
                     .with_party(c.far())
                     .with_text(digit.as_str())
                     .with_call(c.info());
-                ev.attrs.push(KeyValue::new("dtmf", digit.as_str()));
                 r.events.push(ev);
             }
             "TRANSFER" => {

@@ -293,16 +293,15 @@ fn being_transferred_tags_the_new_call() {
 }
 
 #[test]
-fn received_digits_are_messages_and_call_data() {
+fn received_digits_are_digits_received_and_call_data() {
     let mut core = connected_core("d");
     for digit in ["1", "2", "#"] {
         let r = core.on_event(&ev("CALL_DTMF_START", "d", "incoming", "", digit));
         assert_eq!(
             kinds(&r),
-            [k("MessageReceived", "Connected", "+15551234567")]
+            [k("DigitsReceived", "Connected", "+15551234567")]
         );
         assert_eq!(r.events[0].text, digit);
-        assert_eq!(lookup(&r.events[0].attrs, "dtmf"), Some(digit));
         assert!(core
             .on_event(&ev("CALL_DTMF_END", "d", "incoming", "", ""))
             .events
