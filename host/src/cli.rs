@@ -110,6 +110,13 @@ pub enum CtlCmd {
     },
     /// Print the whole desktop as JSON.
     Snapshot,
+    /// Start a new instance of a hosted control (connector or control): a
+    /// Faulted plugin comes back with a fresh restart budget; a running one
+    /// is stopped and started again (a connector adopts its live calls).
+    Restart {
+        /// The hosted control's name in the manifest.
+        name: String,
+    },
     /// Stream every desktop event as JSON lines.
     Events,
     /// Answer a ringing call.
@@ -593,6 +600,20 @@ fn ctl_action(client: &ctl::Client, action: CtlCmd) -> Result<(), String> {
         CtlCmd::Snapshot => {
             println!("{}", snapshot(client)?);
             Ok(())
+        }
+        CtlCmd::Restart { name } => {
+            let r = client.request(&json!({"op": "restart", "plugin": name}))?;
+            if r.get("ok").and_then(Value::as_bool) == Some(true) {
+                println!(
+                    "ok: {}",
+                    r.get("detail")
+                        .and_then(Value::as_str)
+                        .unwrap_or("restarted")
+                );
+                Ok(())
+            } else {
+                Err(reply_error(&r))
+            }
         }
         CtlCmd::Events => {
             let stdout = std::io::stdout();

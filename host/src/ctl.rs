@@ -5,6 +5,8 @@
 //! answers with one JSON line (or, for `events`, one line per event until
 //! the client goes away).
 //! - `{"op":"snapshot"}` → `{"ok":true,"snapshot":{…}}`
+//! - `{"op":"restart","plugin":NAME}` → `{"ok":true,"detail":…}`: a new
+//!   instance of a hosted control (a Faulted one gets a fresh restart budget)
 //! - `{"op":"command","command":{"kind":"Answer","call_id":"…",…}}` →
 //!   `{"ok":true,"request_id":N,"call_id":"…","detail":"…"}` or
 //!   `{"ok":false,"error":"InvalidState","message":"…"}`
@@ -143,6 +145,16 @@ async fn serve_client(
                     Err(e) => error_json(&e),
                 },
             },
+            Some("restart") => match req.get("plugin").and_then(Value::as_str) {
+                None => {
+                    json!({"ok": false, "error": "BadRequest", "message": "restart needs \"plugin\": the hosted control's name"})
+                }
+                Some(name) => match desktop.restart(name).await {
+                    Ok(Ok(detail)) => json!({"ok": true, "detail": detail}),
+                    Ok(Err(msg)) => json!({"ok": false, "error": "InvalidState", "message": msg}),
+                    Err(e) => error_json(&e),
+                },
+            },
             Some("events") => {
                 let mut rx = match desktop.subscribe(65_536).await {
                     Ok(rx) => rx,
@@ -176,7 +188,7 @@ async fn serve_client(
                 return Ok(());
             }
             _ => {
-                json!({"ok": false, "error": "BadRequest", "message": "op must be snapshot, command or events"})
+                json!({"ok": false, "error": "BadRequest", "message": "op must be snapshot, command, events or restart"})
             }
         },
     };

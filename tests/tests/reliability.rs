@@ -267,7 +267,7 @@ path = "{recorder}"
 }
 
 #[test]
-fn a_control_that_keeps_panicking_is_faulted_after_the_limit() {
+fn a_control_that_keeps_panicking_is_faulted_after_the_limit_and_ctl_restart_brings_it_back() {
     let manifest = r#"
 [host]
 plugin_dir = "{bin}"
@@ -318,6 +318,54 @@ path = "{recorder}"
     let seq = n(&f, "seq");
     host.wait_event("more events", |e| n(e, "seq") > seq + 20);
     assert!(host.is_running());
+
+    // The administrator brings it back: a new instance with a fresh
+    // restart budget (3 more restarts before it is Faulted again; without
+    // the reset, its next panic would fault it at once).
+    let out = host.ctl_ok(&["restart", "Flaky"]);
+    assert!(out.contains("Flaky restarted (was Faulted)"), "{out}");
+    let back = host.wait_event("Flaky running again", |e| {
+        s(e, "event") == "PluginStatus"
+            && s(e, "source") == "Flaky"
+            && s(e, "cause") == "restarted by ctl (was Faulted)"
+    });
+    assert_eq!(s(&back, "text"), "Running", "{back}");
+    let again = host.wait_event("Flaky faulted again", |e| {
+        n(e, "seq") > n(&back, "seq")
+            && s(e, "event") == "PluginStatus"
+            && s(e, "source") == "Flaky"
+            && s(e, "text") == "Faulted"
+    });
+    let budget = host
+        .events()
+        .iter()
+        .filter(|e| {
+            n(e, "seq") > n(&back, "seq")
+                && n(e, "seq") < n(&again, "seq")
+                && s(e, "event") == "PluginStatus"
+                && s(e, "source") == "Flaky"
+                && s(e, "text") == "Running"
+        })
+        .count();
+    assert_eq!(budget, 3, "a fresh budget of 3 restarts");
+
+    // A running connector restarted by hand: the desktop keeps offering calls.
+    let out = host.ctl_ok(&["restart", "Phone"]);
+    assert!(out.contains("Phone restarted (was Running)"), "{out}");
+    let restarted = host.wait_event("Phone restarted", |e| {
+        s(e, "event") == "PluginStatus" && s(e, "source") == "Phone" && s(e, "text") == "Running"
+    });
+    host.wait_event("a call from the new Phone instance", |e| {
+        n(e, "seq") > n(&restarted, "seq") && s(e, "event") == "Delivered"
+    });
+    // An unknown name is refused, naming the hosted controls.
+    let o = host.ctl(&["restart", "Nope"]);
+    assert!(!o.status.success());
+    let err = cti_e2e::stderr(&o);
+    assert!(
+        err.contains("no hosted control \"Nope\"") && err.contains("Phone, Flaky, Recorder"),
+        "{err}"
+    );
     assert!(host.stop().success());
 }
 

@@ -416,6 +416,9 @@ impl DesktopActor {
                     "a reload arrived during another; it will be retried on the next change"
                 );
             }
+            DesktopMsg::Restart { name, reply } => {
+                let _ = reply.send(self.manual_restart(&name));
+            }
             DesktopMsg::Shutdown => {}
         }
     }

@@ -99,6 +99,15 @@ pub enum DesktopMsg {
         /// What the control said.
         result: Result<cti_plugin_api::Verdict, PluginError>,
     },
+    /// An administrator restarts a plugin instance (`cti-host ctl restart`):
+    /// a Faulted one comes back with a fresh restart budget, a running one
+    /// is stopped and started again (a connector adopts its live calls).
+    Restart {
+        /// The hosted control.
+        name: String,
+        /// What happened, or why not.
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    },
     /// Stop every plugin and end the actor.
     Shutdown,
 }
@@ -136,6 +145,21 @@ impl DesktopHandle {
         };
         send_blocking(inbox, msg).await?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// Restarts the plugin instance `name` (see [`DesktopMsg::Restart`]):
+    /// the inner result says what happened, or why not.
+    ///
+    /// # Errors
+    /// When the desktop has stopped.
+    pub async fn restart(&self, name: &str) -> Result<Result<String, String>, PluginError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = DesktopMsg::Restart {
+            name: name.to_owned(),
+            reply: tx,
+        };
+        send_blocking(self.inbox.clone(), msg).await?;
+        rx.await.map_err(|_| stopped())
     }
 
     /// The desktop's current state.

@@ -192,6 +192,63 @@ impl DesktopActor {
         }
     }
 
+    /// `cti-host ctl restart NAME`: a new instance now, whatever the state
+    /// (Faulted, Restarting, Running), with the restart budget reset.
+    pub(super) fn manual_restart(&mut self, name: &str) -> Result<String, String> {
+        let key = if let Some(i) = self.connectors.iter().position(|c| c.name == name) {
+            PluginKey::Connector(i)
+        } else if let Some(i) = self.controls.iter().position(|c| c.name == name) {
+            PluginKey::Control(i)
+        } else {
+            let names: Vec<&str> = self
+                .connectors
+                .iter()
+                .map(|c| c.name.as_str())
+                .chain(self.controls.iter().map(|c| c.name.as_str()))
+                .collect();
+            return Err(format!(
+                "no hosted control \"{name}\" (there are: {})",
+                names.join(", ")
+            ));
+        };
+        let was = self.status(key);
+        if was == "Stopped" {
+            return Err(format!(
+                "\"{name}\" is stopped (the desktop is shutting down)"
+            ));
+        }
+        if was == "Running" {
+            self.retire(key);
+            if let PluginKey::Control(i) = key {
+                if !self.controls[i].worker.join_within(RETIRE_TIMEOUT) {
+                    tracing::warn!(
+                        control = name,
+                        "old instance did not stop in time; abandoned"
+                    );
+                }
+            }
+        }
+        // A pending backoff timer finds the status no longer Restarting.
+        let health = self.health_mut(key);
+        health.recent.clear();
+        health.generation += 1;
+        tracing::info!(plugin = name, was, "restart requested by ctl");
+        match self.start_instance(key, None) {
+            Ok(()) => {
+                self.health_mut(key).restarts += 1;
+                self.set_status(key, "Running");
+                self.emit_status(key, "Running", &format!("restarted by ctl (was {was})"));
+                Ok(format!("{name} restarted (was {was})"))
+            }
+            Err(e) => {
+                self.set_status(key, "Faulted");
+                let why = format!("restart by ctl failed: {e}");
+                self.emit_status(key, "Faulted", &why);
+                Err(format!("{name}: {why}"))
+            }
+        }
+    }
+
     /// The live calls a connector owns, as it should adopt them.
     fn owned_calls(&self, connector: usize) -> Vec<CallInfo> {
         let mut calls: Vec<_> = self
