@@ -344,7 +344,7 @@
       }, 400);
     }
     if (ev.event === 'PluginStatus' && ev.text === 'Faulted') {
-      notice(`${ev.source} failed: ${ev.cause || 'see the host log'}`, 'error');
+      notice(`${ev.source} failed: ${ev.cause || 'see the host log'}. An administrator can start it again with: cti-host ctl restart ${ev.source}`, 'error');
     }
     if (ev.seq > lastLoggedSeq) {
       lastLoggedSeq = ev.seq;
