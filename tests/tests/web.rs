@@ -735,11 +735,23 @@ fn an_agent_chats_with_a_customer_in_the_web_desktop() {
         0
     );
 
-    // Accept: the reply box appears.
+    // Accept: the reply box appears and takes the focus.
     browser.click(&format!("{card} button[data-action='Answer']"));
     host.wait_event("Established", |e| is(e, "Established", &id));
     browser.wait_for(&format!(
         "{card}[data-state='Connected'] form.reply:not([hidden])"
+    ));
+    browser.wait_until(
+        "the reply box to have the focus",
+        Duration::from_secs(10),
+        |b| {
+            b.script("return document.activeElement && document.activeElement.className;")
+                == "reply-text"
+        },
+    );
+    // Mark the first line: new lines are appended, not the log redrawn.
+    browser.script(&format!(
+        "document.querySelector(\"{card} .chat-log li\").dataset.mark = 'first'; return 0;"
     ));
     browser.wait_text(&format!("{card} button[data-action='Hangup']"), "End chat");
 
@@ -766,6 +778,11 @@ fn an_agent_chats_with_a_customer_in_the_web_desktop() {
             "alice@cti.test|Hello, where is my order?",
             "You|It ships today.",
         ],
+    );
+    assert_eq!(
+        browser.count(&format!("{card} .chat-log li[data-mark='first']")),
+        1,
+        "the first line's element survived the new one"
     );
     browser.wait_until("the reply box to empty", Duration::from_secs(10), |b| {
         b.script(&format!(

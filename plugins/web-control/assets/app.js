@@ -640,16 +640,25 @@
     const sig = `${lines.length}|${lines[0] || ''}|${lines[lines.length - 1] || ''}`;
     if (ol.dataset.sig !== sig) {
       const atEnd = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+      const item = (line) => {
+        const i = line.indexOf(': ');
+        const who = i < 0 ? '' : line.slice(0, i);
+        const said = i < 0 ? line : line.slice(i + 2);
+        const mine = who === 'agent';
+        return h('li', { class: mine ? 'me' : 'them' }, h('span', { class: 'who' }, mine ? 'You' : who), h('span', { class: 'said' }, said));
+      };
+      // New lines are appended (the log region announces only them); a
+      // transcript that changed otherwise (a snapshot, the oldest line
+      // dropped) is drawn again.
+      const shown = Number(ol.dataset.count || 0);
+      if (shown > 0 && lines.length > shown && ol.dataset.first === lines[0]) {
+        ol.append(...lines.slice(shown).map(item));
+      } else {
+        ol.replaceChildren(...lines.map(item));
+      }
       ol.dataset.sig = sig;
-      ol.replaceChildren(
-        ...lines.map((line) => {
-          const i = line.indexOf(': ');
-          const who = i < 0 ? '' : line.slice(0, i);
-          const said = i < 0 ? line : line.slice(i + 2);
-          const mine = who === 'agent';
-          return h('li', { class: mine ? 'me' : 'them' }, h('span', { class: 'who' }, mine ? 'You' : who), h('span', { class: 'said' }, said));
-        }),
-      );
+      ol.dataset.count = String(lines.length);
+      ol.dataset.first = lines[0] || '';
       if (atEnd) ol.scrollTop = ol.scrollHeight;
     }
     const t = S.typing.get(call.call_id);
@@ -658,8 +667,15 @@
     if (typingEl.textContent !== typingText) typingEl.textContent = typingText;
     typingEl.hidden = !typingText;
     const form = section.querySelector('form.reply');
+    const wasHidden = form.hidden;
     form.hidden = !allows(call, 'SendMessage');
     for (const el of form.querySelectorAll('button, textarea')) el.disabled = !S.connected;
+    // A chat just accepted: the reply box takes the focus, unless the agent
+    // is busy elsewhere (typing in another box, say).
+    const here = document.activeElement;
+    if (wasHidden && !form.hidden && (here === document.body || card.contains(here))) {
+      form.querySelector('textarea').focus();
+    }
   }
 
   /** The command buttons a call allows now. */
