@@ -824,3 +824,29 @@ fn listener_refuses_malformed_requests_and_creates_nothing() {
     assert_eq!(list, Value::Array(vec![]));
     assert!(host.stop().success());
 }
+
+/// The channel manifests shipped in `config/` load every library and pass
+/// their settings checks (`cti-host check`), as an admin would run them.
+#[test]
+fn the_shipped_chat_and_multichannel_manifests_check_clean() {
+    for (file, want) in [
+        ("config/chat.toml", &["xmpp-connector"][..]),
+        (
+            "config/multichannel.toml",
+            &[
+                "sim-connector",
+                "xmpp-connector",
+                "listener-connector",
+                "web-control",
+            ][..],
+        ),
+    ] {
+        let path = cti_e2e::workspace().join(file);
+        let o = cti_e2e::run_cli(&["check", path.to_str().unwrap()]);
+        let out = cti_e2e::stdout(&o);
+        assert!(o.status.success(), "{file}: {out}{}", cti_e2e::stderr(&o));
+        for lib in want {
+            assert!(out.contains(lib), "{file} loads {lib}: {out}");
+        }
+    }
+}
