@@ -195,25 +195,10 @@ impl Reader<'_> {
                 let (Some(connector), Some(call)) = (self.connector(source), v.get("call")) else {
                     return Ok(Input::Skip);
                 };
-                let call_id = text(call, "call_id");
                 let st = state(text(call, "state"));
-                let mut ev = ConnectorEvent::new(EventKind::CALL_UPDATED, call_id, st);
-                ev.party = text(v, "party").into();
-                ev.cause = text(v, "cause").into();
-                ev.text = text(v, "text").into();
+                let mut ev = recorded_event(EventKind::CALL_UPDATED, v, call, st);
                 ev.attrs = pairs(v.get("attrs"), &["related_call_id", "origin"]);
-                ev.call = ROption::RSome(CallInfo {
-                    call_id: call_id.into(),
-                    direction: if text(call, "direction") == "outbound" {
-                        Direction::Outbound
-                    } else {
-                        Direction::Inbound
-                    },
-                    ani: text(call, "ani").into(),
-                    dnis: text(call, "dnis").into(),
-                    state: st,
-                    data: pairs(call.get("data"), &[]),
-                });
+                ev.call = ROption::RSome(call_info(call, st));
                 Input::Msg(Box::new(DesktopMsg::Event {
                     connector,
                     event: ev,
@@ -228,26 +213,12 @@ impl Reader<'_> {
                 else {
                     return Ok(Input::Skip);
                 };
-                let call_id = text(call, "call_id");
-                let mut ev = ConnectorEvent::new(kind, call_id, state(text(v, "state")));
-                ev.party = text(v, "party").into();
-                ev.cause = text(v, "cause").into();
-                ev.text = text(v, "text").into();
+                let st = state(text(v, "state"));
+                let mut ev = recorded_event(kind, v, call, st);
                 ev.related_call_id = attr(v, "related_call_id").into();
                 ev.attrs = pairs(v.get("attrs"), &["related_call_id"]);
-                if self.seen_calls.insert(call_id.to_owned()) {
-                    ev.call = ROption::RSome(CallInfo {
-                        call_id: call_id.into(),
-                        direction: if text(call, "direction") == "outbound" {
-                            Direction::Outbound
-                        } else {
-                            Direction::Inbound
-                        },
-                        ani: text(call, "ani").into(),
-                        dnis: text(call, "dnis").into(),
-                        state: state(text(v, "state")),
-                        data: pairs(call.get("data"), &[]),
-                    });
+                if self.seen_calls.insert(text(call, "call_id").to_owned()) {
+                    ev.call = ROption::RSome(call_info(call, st));
                 }
                 Input::Msg(Box::new(DesktopMsg::Event {
                     connector,
@@ -255,6 +226,31 @@ impl Reader<'_> {
                 }))
             }
         })
+    }
+}
+
+/// The connector event behind a recorded call event `v` (its `call`).
+fn recorded_event(kind: EventKind, v: &Value, call: &Value, st: ConnectionState) -> ConnectorEvent {
+    let mut ev = ConnectorEvent::new(kind, text(call, "call_id"), st);
+    ev.party = text(v, "party").into();
+    ev.cause = text(v, "cause").into();
+    ev.text = text(v, "text").into();
+    ev
+}
+
+/// The call a recorded event carried, as its connector described it.
+fn call_info(call: &Value, st: ConnectionState) -> CallInfo {
+    CallInfo {
+        call_id: text(call, "call_id").into(),
+        direction: if text(call, "direction") == "outbound" {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
+        ani: text(call, "ani").into(),
+        dnis: text(call, "dnis").into(),
+        state: st,
+        data: pairs(call.get("data"), &[]),
     }
 }
 

@@ -161,6 +161,32 @@ impl Scratch {
     }
 }
 
+/// Manifest pieces most end-to-end tests share (placeholders as in
+/// [`Scratch::manifest`]).
+pub mod parts {
+    /// `[host]` with the built plugins and the scratch folder's ctl socket.
+    pub const HOST: &str = "[host]\nplugin_dir = \"{bin}\"\nctl_socket = \"{socket}\"\n";
+
+    /// The recorder control writing to `{recorder}` (what [`crate::Host::events`]
+    /// reads).
+    pub const RECORDER: &str = "[[hosted_control]]\nname = \"Recorder\"\ntype = \"control\"\nlibrary = \"recorder_control\"\n[hosted_control.settings]\npath = \"{recorder}\"\n";
+
+    /// The XMPP connector as hosted control "Chat" (channel `chat`) with
+    /// `settings` (see `xmpp::Prosody::connector_settings`).
+    pub fn chat(settings: &str) -> String {
+        format!(
+            "[[hosted_control]]\nname = \"Chat\"\ntype = \"connector\"\nlibrary = \"xmpp_connector\"\nchannel = \"chat\"\n[hosted_control.settings]\n{settings}\n"
+        )
+    }
+
+    /// The web control on `port` (0: any free one) with sign-in `token`.
+    pub fn web(port: u16, token: &str) -> String {
+        format!(
+            "[[hosted_control]]\nname = \"Web\"\ntype = \"control\"\nlibrary = \"web_control\"\n[hosted_control.settings]\nport = {port}\ntoken = \"{token}\"\n"
+        )
+    }
+}
+
 /// A running `cti-host run`.
 pub struct Host {
     child: Option<Child>,

@@ -469,33 +469,23 @@ impl Customer {
     /// Waits for a message with a body from `from` (bare JID) matching
     /// `pred`; earlier non-matching ones are kept for later waits.
     pub fn expect(&mut self, from: &str, pred: impl Fn(&str) -> bool) -> Received {
-        let matches = |r: &Received| {
+        self.wait(&format!("matching message from {from}"), |r| {
             r.from.split('/').next() == Some(from) && !r.body.is_empty() && pred(&r.body)
-        };
-        if let Some(i) = self.seen.iter().position(matches) {
-            return self.seen.remove(i).expect("present");
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
-                Ok(r) if matches(&r) => return r,
-                Ok(r) => self.seen.push_back(r),
-                Err(_) => panic!(
-                    "{} received no matching message from {from} within 15 s; got {:?}",
-                    self.jid, self.seen
-                ),
-            }
-        }
+        })
     }
 
     /// Waits for a chat-state notification `state` from `from` (bare JID);
     /// earlier other messages are kept for later waits.
     pub fn expect_state(&mut self, from: &str, state: ChatState) -> Received {
-        let matches = |r: &Received| {
+        self.wait(&format!("{state:?} chat state from {from}"), |r| {
             r.from.split('/').next() == Some(from) && r.state.as_ref() == Some(&state)
-        };
-        if let Some(i) = self.seen.iter().position(matches) {
+        })
+    }
+
+    /// Waits (≤ 15 s) for the first message `matches` accepts, taking it
+    /// from those kept earlier or from the inbox.
+    fn wait(&mut self, what: &str, matches: impl Fn(&Received) -> bool) -> Received {
+        if let Some(i) = self.seen.iter().position(&matches) {
             return self.seen.remove(i).expect("present");
         }
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -505,7 +495,7 @@ impl Customer {
                 Ok(r) if matches(&r) => return r,
                 Ok(r) => self.seen.push_back(r),
                 Err(_) => panic!(
-                    "{} received no {state:?} chat state from {from} within 15 s; got {:?}",
+                    "{} received no {what} within 15 s; got {:?}",
                     self.jid, self.seen
                 ),
             }

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use cti_e2e::{
-    n, s,
+    n,
+    parts::{self, HOST, RECORDER},
+    s,
     xmpp::{prosody_or_skip, Customer, Prosody, DOMAIN},
     Host, Scratch,
 };
@@ -20,34 +22,20 @@ const AGENT: &str = "agent@cti.test";
 /// A desktop with the XMPP connector (`settings`), extra `[desktop]` lines,
 /// extra hosted controls, and the recorder.
 fn desktop(settings: &str, desktop_extra: &str, more: &str) -> Host {
+    let chat = parts::chat(settings);
     let manifest = format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "a1"
 dispositions = ["Resolved"]
 {desktop_extra}
 
-[[hosted_control]]
-name = "Chat"
-type = "connector"
-library = "xmpp_connector"
-channel = "chat"
-[hosted_control.settings]
-{settings}
+{chat}
 
 {more}
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-"#
+{RECORDER}"#
     );
     Host::start(&manifest)
 }
@@ -535,10 +523,7 @@ fn listener_desktop() -> (Host, u16) {
     let port = cti_e2e::xmpp::free_port();
     let manifest = format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "a1"
 
@@ -552,13 +537,7 @@ port = {port}
 token = "{TOKEN}"
 max_body_bytes = 2048
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-"#
+{RECORDER}"#
     );
     let host = Host::start(&manifest);
     connected(&host, "Listener");

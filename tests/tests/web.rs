@@ -12,7 +12,9 @@ use std::{
 };
 
 use cti_e2e::{
-    n, run_cli, s, stderr,
+    n,
+    parts::{self, HOST, RECORDER},
+    run_cli, s, stderr,
     web::{free_port, http_raw, Browser, Driver},
     workspace,
     xmpp::{prosody_or_skip, Customer, Prosody},
@@ -25,12 +27,10 @@ use xmpp_connector::tokio_xmpp::parsers::chatstates::ChatState;
 const TOKEN: &str = "e2e-web-token-5f2c9a1b7d";
 
 fn manifest() -> String {
+    let web = parts::web(0, TOKEN);
     format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "agent-1001"
 reason_codes = ["Break", "Lunch", "Meeting", "Training"]
@@ -62,21 +62,8 @@ talk_time_secs = [0.0, 0.0]
 seed = 20417 # the caller is then +14255558385, a contact in CONTACTS
 call_data = {{ queue = "Support", language = "en" }}
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-
-[[hosted_control]]
-name = "Web"
-type = "control"
-library = "web_control"
-[hosted_control.settings]
-port = 0
-token = "{TOKEN}"
-"#
+{RECORDER}
+{web}"#
     )
 }
 
@@ -451,12 +438,10 @@ data = { queue = "Billing" }
 "#;
 
 fn sessions_manifest(port: u16) -> String {
+    let web = parts::web(port, TOKEN);
     format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "agent-2002"
 
@@ -481,21 +466,8 @@ library = "sim_connector"
 scenario = "{{dir}}/scenario.toml"
 talk_time_secs = [0.0, 0.0]
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-
-[[hosted_control]]
-name = "Web"
-type = "control"
-library = "web_control"
-[hosted_control.settings]
-port = {port}
-token = "{TOKEN}"
-"#
+{RECORDER}
+{web}"#
     )
 }
 
@@ -627,41 +599,21 @@ const AGENT_JID: &str = "agent@cti.test";
 const CHAT_LIMIT: usize = 200;
 
 fn chat_manifest(xmpp_settings: &str) -> String {
+    let web = parts::web(0, TOKEN);
+    let chat = parts::chat(xmpp_settings);
     format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "agent-1001"
 dispositions = ["Resolved", "Callback"]
 wrap_up_seconds = 120
 max_message_bytes = {CHAT_LIMIT}
 
-[[hosted_control]]
-name = "Chat"
-type = "connector"
-library = "xmpp_connector"
-channel = "chat"
-[hosted_control.settings]
-{xmpp_settings}
+{chat}
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-
-[[hosted_control]]
-name = "Web"
-type = "control"
-library = "web_control"
-[hosted_control.settings]
-port = 0
-token = "{TOKEN}"
-"#
+{RECORDER}
+{web}"#
     )
 }
 

@@ -111,15 +111,9 @@ agent_id = "bench"
 capacity = {{ chat = 0 }}
 max_concurrent_calls = 0
 
-[[hosted_control]]
-name = "Chat"
-type = "connector"
-library = "xmpp_connector"
-channel = "chat"
-[hosted_control.settings]
-{settings}
+{chat}
 "#,
-        settings = p.connector_settings("agent", "agentpw")
+        chat = cti_e2e::parts::chat(&p.connector_settings("agent", "agentpw"))
     );
     let host = Host::start(&manifest);
 
