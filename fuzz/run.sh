@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest ctl_command sim_settings elf_check privacy baresip_wire listener_request)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest ctl_command sim_settings elf_check privacy baresip_wire listener_request xmpp_core)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   start=$(date +%s)

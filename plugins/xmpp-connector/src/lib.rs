@@ -50,6 +50,8 @@
 
 pub mod core;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod settings;
 pub mod wire;
 
