@@ -302,6 +302,7 @@ pub fn replay_actor(p: &Prepared) -> Result<(DesktopActor, Vec<String>), SetupEr
         connectors,
         controls,
     )
-    .with_lookup(m.lookups.clone(), directory);
+    .with_lookup(m.lookups.clone(), directory)
+    .replaying();
     Ok((actor, names))
 }

@@ -9,9 +9,11 @@
 //!
 //! The desktop runs synchronously here (one input at a time, no clock):
 //! connectors are virtual (their answers come from the recording) and the
-//! manifest's controls run as usual. Inputs that cannot be replayed
-//! deterministically — interceptors (a round trip to a control thread),
-//! plugin restarts and reloads — are reported, not reproduced.
+//! manifest's controls run as usual. Interceptors are not asked: a command
+//! whose recorded outcome came from an interceptor (a veto, a replace
+//! owner's answer) ends with that outcome at the point the recording shows
+//! it, and any other intercepted command goes on to its connector at once.
+//! Plugin restarts and reloads are reported, not reproduced.
 
 use std::{
     collections::HashSet,
@@ -31,6 +33,7 @@ use serde_json::Value;
 use crate::{
     app,
     desktop::{DesktopMsg, ReplayTimer},
+    plugin::CommandResult,
 };
 
 /// Requesters whose commands the desktop makes itself (not re-submitted).
@@ -71,12 +74,36 @@ fn state(s: &str) -> ConnectionState {
 enum Input {
     Msg(Box<DesktopMsg>),
     Timer(ReplayTimer),
+    /// A command an interceptor held: on to its connector (`None`), or
+    /// ended with the recorded result.
+    Intercepted(u64, Option<CommandResult>),
     Skip,
 }
 
 struct Reader<'a> {
     connectors: &'a [String],
     seen_calls: HashSet<String>,
+    /// Requests whose outcome came from an interceptor (a veto, a failure,
+    /// a replace owner): the rest went on to their connector.
+    by_interceptor: HashSet<u64>,
+    /// An input that follows the one just read.
+    then: Option<Input>,
+}
+
+/// The recorded outcome `v` (`CommandCompleted` / `CommandFailed`) as a
+/// command result.
+fn recorded_result(v: &Value) -> CommandResult {
+    if text(v, "event") == "CommandCompleted" {
+        Ok(Outcome {
+            call_id: attr(v, "new_call_id").into(),
+            detail: text(v, "text").into(),
+        })
+    } else {
+        Err(PluginError::new(
+            ErrorKind::parse(text(v, "cause")).unwrap_or(ErrorKind::INTERNAL),
+            text(v, "text"),
+        ))
+    }
 }
 
 impl Reader<'_> {
@@ -115,35 +142,30 @@ impl Reader<'_> {
                         }
                     }
                 }
-                Input::Msg(Box::new(DesktopMsg::Submit {
+                let submit = Input::Msg(Box::new(DesktopMsg::Submit {
                     source: requester.to_owned(),
                     request_id,
                     command,
                     reply: None,
-                }))
+                }));
+                if !self.by_interceptor.contains(&request_id) {
+                    // Let through by every interceptor (if any held it).
+                    self.then = Some(Input::Intercepted(request_id, None));
+                }
+                submit
             }
             "CommandCompleted" | "CommandFailed" => match attr(v, "via") {
                 "connector" => {
                     let Some(connector) = self.connector(source) else {
                         return Ok(Input::Skip);
                     };
-                    let result = if event == "CommandCompleted" {
-                        Ok(Outcome {
-                            call_id: attr(v, "new_call_id").into(),
-                            detail: text(v, "text").into(),
-                        })
-                    } else {
-                        Err(PluginError::new(
-                            ErrorKind::parse(text(v, "cause")).unwrap_or(ErrorKind::INTERNAL),
-                            text(v, "text"),
-                        ))
-                    };
                     Input::Msg(Box::new(DesktopMsg::Outcome {
                         connector,
                         request_id,
-                        result,
+                        result: recorded_result(v),
                     }))
                 }
+                "interceptor" => Input::Intercepted(request_id, Some(recorded_result(v))),
                 "timeout" => Input::Timer(ReplayTimer::CommandDeadline(request_id)),
                 _ => Input::Skip,
             },
@@ -321,6 +343,15 @@ pub fn main(recording: &Path, manifest: &Path, out: Option<&Path>, compare: bool
     let mut reader = Reader {
         connectors: &connectors,
         seen_calls: HashSet::new(),
+        by_interceptor: events
+            .iter()
+            .filter(|v| {
+                matches!(text(v, "event"), "CommandCompleted" | "CommandFailed")
+                    && attr(v, "via") == "interceptor"
+            })
+            .filter_map(|v| v.get("request_id").and_then(Value::as_u64))
+            .collect(),
+        then: None,
     };
     let mut produced: Vec<String> = Vec::new();
     let mut drain =
@@ -330,13 +361,21 @@ pub fn main(recording: &Path, manifest: &Path, out: Option<&Path>, compare: bool
             }
         };
     for (i, v) in events.iter().enumerate() {
-        match reader.input(v) {
-            Ok(Input::Msg(m)) => actor.step(*m),
-            Ok(Input::Timer(t)) => actor.fire(t),
-            Ok(Input::Skip) => {}
+        let input = match reader.input(v) {
+            Ok(input) => input,
             Err(e) => {
                 eprintln!("{}:{}: {e}", recording.display(), i + 1);
                 return ExitCode::from(2);
+            }
+        };
+        for input in std::iter::once(input).chain(reader.then.take()) {
+            match input {
+                Input::Msg(m) => actor.step(*m),
+                Input::Timer(t) => actor.fire(t),
+                Input::Intercepted(request_id, result) => {
+                    actor.step_intercepted(request_id, result)
+                }
+                Input::Skip => {}
             }
         }
         drain(&mut rx);

@@ -258,6 +258,35 @@ fn interceptors_veto_replace_and_observe_commands() {
         },
     );
     assert!(host.stop().success());
+
+    // The recording replays identically: the veto and the replace owner's
+    // answer come from the recording, the rest goes on to the connector.
+    let manifest = std::fs::read_to_string(host.scratch.path("desktop.toml")).unwrap();
+    let replay = host.scratch.write(
+        "replay.toml",
+        &manifest
+            .replace("events.jsonl", "replay-events.jsonl")
+            .replace("after.jsonl", "replay-after.jsonl"),
+    );
+    let o = run_cli(&[
+        "replay",
+        host.recorder.to_str().unwrap(),
+        "--manifest",
+        replay.to_str().unwrap(),
+        "--compare",
+    ]);
+    assert!(
+        o.status.success() && stdout(&o).contains("identical"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // The after-interceptor ran in the replay too and saw the same Hold.
+    let again = read_jsonl(&host.scratch.path("replay-after.jsonl"));
+    assert!(
+        again.iter().any(|l| s(l, "command") == "Hold" && l["ok"] == true),
+        "{again:?}"
+    );
 }
 
 #[test]

@@ -234,6 +234,9 @@ pub struct DesktopActor {
     /// Commands waiting for an interceptor's verdict, by token.
     interceptions: HashMap<u64, intercept::Interception>,
     next_token: u64,
+    /// `cti-host replay`: interceptors are not asked; the recording says
+    /// how each intercepted command went (see `replay_intercepted`).
+    replaying: bool,
     /// Commands (desktop ids) whose outcome After interceptors want to see.
     after_commands: HashMap<u64, Command>,
     /// Agent sessions, one per interaction.
@@ -291,6 +294,7 @@ impl DesktopActor {
             interceptors,
             interceptions: HashMap::new(),
             next_token: 0,
+            replaying: false,
             after_commands: HashMap::new(),
             sessions: sessions::Sessions::default(),
             lookups: Vec::new(),
@@ -307,6 +311,13 @@ impl DesktopActor {
     ) -> Self {
         self.lookups = lookups;
         self.directory = directory;
+        self
+    }
+
+    /// Replay: interceptors are not asked (their verdicts come from the
+    /// recording through [`DesktopActor::replay_intercepted`]).
+    pub fn replaying(mut self) -> Self {
+        self.replaying = true;
         self
     }
 
@@ -358,6 +369,15 @@ impl DesktopActor {
         self.handle(msg);
         for c in &self.connectors {
             // Virtual connectors: their commands were answered in the recording.
+            c.worker.drain();
+        }
+    }
+
+    /// Replay: how an intercepted command went, as recorded: on to its
+    /// connector (`None`) or ended with `result`.
+    pub fn step_intercepted(&mut self, request_id: u64, result: Option<CommandResult>) {
+        self.replay_intercepted(request_id, result);
+        for c in &self.connectors {
             c.worker.drain();
         }
     }

@@ -148,6 +148,10 @@ impl DesktopActor {
         };
         ic.step = step;
         ic.asking = control;
+        if self.replaying {
+            // The recording says how it went: `replay_intercepted`.
+            return;
+        }
         let request = InterceptRequest {
             phase,
             request_id: ic.request_id,
@@ -236,6 +240,30 @@ impl DesktopActor {
                     format!("interceptor {name} failed: {e}"),
                 );
             }
+        }
+    }
+
+    /// Replay: the parked command `request_id` went on to its connector
+    /// (`None`: every interceptor let it through) or ended with the
+    /// recorded result (a veto, a failure, a replace owner's outcome).
+    pub(super) fn replay_intercepted(&mut self, request_id: u64, result: Option<CommandResult>) {
+        let token = self
+            .interceptions
+            .iter()
+            .find(|(_, ic)| ic.request_id == request_id)
+            .map(|(t, _)| *t);
+        let Some(ic) = token.and_then(|t| self.interceptions.remove(&t)) else {
+            return; // never parked: no interceptor for it, or refused before
+        };
+        match result {
+            None => self.send_to_connector(
+                ic.connector,
+                ic.request_id,
+                &ic.source,
+                ic.command,
+                ic.reply,
+            ),
+            Some(result) => self.finish_intercepted(ic, result),
         }
     }
 
