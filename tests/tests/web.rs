@@ -790,6 +790,7 @@ fn an_agent_chats_with_a_customer_in_the_web_desktop() {
     browser.refresh();
     browser.wait_for("#conn-state[data-state='live']");
     wait_transcript(&browser, &card, &want);
+    browser.save_screenshot(&workspace().join("target/web-chat-live.png"));
 
     // The customer goes offline: the chat ends and wraps up; the transcript
     // stays for the wrap-up, the reply box goes.

@@ -53,6 +53,9 @@
   // The audit trail of submitted commands duplicates their outcome lines.
   const LOG_HIDDEN = new Set(['CommandRequested']);
   let lastLoggedSeq = 0; // the newest event in the log
+  /** Audit lines and the agent's own typing notices stay out of the log. */
+  const hiddenInLog = (ev) =>
+    LOG_HIDDEN.has(ev.event) || (ev.event === 'CommandCompleted' && ev.attrs && ev.attrs.command === 'SendTyping');
 
   const $ = (id) => document.getElementById(id);
   const now = () => Date.now() + S.offset;
@@ -276,7 +279,7 @@
       const ev = m.event;
       if (ev && ev.seq > lastLoggedSeq) {
         lastLoggedSeq = ev.seq;
-        if (!LOG_HIDDEN.has(ev.event)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+        if (!hiddenInLog(ev)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
       }
     }
     const wasOffline = document.body.classList.contains('offline');
@@ -348,7 +351,7 @@
     }
     if (ev.seq > lastLoggedSeq) {
       lastLoggedSeq = ev.seq;
-      if (!LOG_HIDDEN.has(ev.event)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+      if (!hiddenInLog(ev)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
     }
     scheduleRender();
   }
