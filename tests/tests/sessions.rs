@@ -284,7 +284,9 @@ fn interceptors_veto_replace_and_observe_commands() {
     // The after-interceptor ran in the replay too and saw the same Hold.
     let again = read_jsonl(&host.scratch.path("replay-after.jsonl"));
     assert!(
-        again.iter().any(|l| s(l, "command") == "Hold" && l["ok"] == true),
+        again
+            .iter()
+            .any(|l| s(l, "command") == "Hold" && l["ok"] == true),
         "{again:?}"
     );
 }

@@ -59,6 +59,10 @@ pub struct SimSettings {
     /// a scenario, random inbound calls are off unless `calls_per_minute` is
     /// given too.
     pub scenario: Option<String>,
+    /// The SDK's test mode (`cti_test_mode = true`, set by `cti-host
+    /// verify`; see [`Self::enter_test_mode`]). Not a settings key.
+    #[serde(skip)]
+    pub test_mode: bool,
 }
 
 impl Default for SimSettings {
@@ -77,6 +81,7 @@ impl Default for SimSettings {
             seed: None,
             call_data: BTreeMap::from([("queue".to_owned(), "Support".to_owned())]),
             scenario: None,
+            test_mode: false,
         }
     }
 }
@@ -87,9 +92,29 @@ impl SimSettings {
     /// # Errors
     /// `BadSettings` naming the key and the problem.
     pub fn from_settings(settings: &Settings) -> Result<Self, PluginError> {
-        let parsed: Self = settings.parse()?;
+        let mut parsed: Self = settings.parse()?;
+        if settings.test_mode() {
+            parsed.enter_test_mode();
+        }
         parsed.validate()?;
         Ok(parsed)
+    }
+
+    /// The SDK's test mode, as `cti_plugin_api::sdk::TEST_MODE_KEY`
+    /// describes it: one inbound call at once (within 200 ms), a second
+    /// once the first no longer rings, no more; no random or scripted calls;
+    /// the far end never hangs up or abandons; an outbound call rings after
+    /// 100 ms and is answered 300 ms later.
+    pub fn enter_test_mode(&mut self) {
+        self.test_mode = true;
+        self.first_call_after_ms = self.first_call_after_ms.min(200);
+        self.calls_per_minute = Some(0.0);
+        self.max_calls = 2;
+        self.talk_time_secs = [0.0, 0.0];
+        self.abandon_after_secs = 0.0;
+        self.outbound_ring_ms = 100;
+        self.outbound_answer_ms = 300;
+        self.scenario = None;
     }
 
     /// True when random inbound calls are generated: always without a

@@ -297,6 +297,31 @@ impl SimCore {
         cmd: &Command,
         now: Instant,
     ) -> Result<(Outcome, Vec<ConnectorEvent>), PluginError> {
+        let result = self.execute_now(cmd, now);
+        self.test_mode_second_offer(now);
+        result
+    }
+
+    /// Test mode: the second inbound call is offered once the first no
+    /// longer rings (so `Answer` and `Reject` can both be exercised).
+    fn test_mode_second_offer(&mut self, now: Instant) {
+        let first_rings = self.calls.iter().any(|c| {
+            c.info.direction == Direction::Inbound && c.info.state == ConnectionState::Alerting
+        });
+        if self.cfg.test_mode
+            && self.inbound_generated == 1
+            && self.next_arrival.is_none()
+            && !first_rings
+        {
+            self.next_arrival = now.checked_add(Duration::from_millis(200));
+        }
+    }
+
+    fn execute_now(
+        &mut self,
+        cmd: &Command,
+        now: Instant,
+    ) -> Result<(Outcome, Vec<ConnectorEvent>), PluginError> {
         match cmd.kind {
             k if !crate::CAPABILITIES.contains(k) => Err(unsupported(cmd)),
             CommandKind::MAKE_CALL => self.make_call(cmd, now),

@@ -569,3 +569,29 @@ fn adopted_calls_keep_working() {
     assert_eq!(state_of(&core, "old-1"), Some(ConnectionState::Held));
     assert_eq!(state_of(&core, "old-2"), Some(ConnectionState::Connected));
 }
+
+#[test]
+fn test_mode_offers_one_call_then_a_second_once_it_no_longer_rings() {
+    // Demo settings (random calls, callers hanging up) are overridden.
+    let (mut core, t0) =
+        started("calls_per_minute = 600\ntalk_time_secs = [1.0, 2.0]\ncti_test_mode = true\n");
+    let first = core.advance(t0 + ms(200));
+    assert_eq!(kinds(&first), [EventKind::DELIVERED]);
+    let id = first[0].call_id.to_string();
+    // Nothing else while it rings, however long.
+    assert!(core.advance(t0 + secs(600)).is_empty());
+    ok(&mut core, &cmd(CommandKind::ANSWER, &id), t0 + secs(600));
+    // The far end never hangs up; the second call comes once the first is
+    // answered.
+    let second = core.advance(t0 + secs(600) + ms(200));
+    assert_eq!(kinds(&second), [EventKind::DELIVERED], "{second:?}");
+    let id2 = second[0].call_id.to_string();
+    assert_ne!(id, id2);
+    ok(&mut core, &cmd(CommandKind::REJECT, &id2), t0 + secs(601));
+    // No third, and the first call is still up an hour later.
+    assert!(core.advance(t0 + secs(4200)).is_empty());
+    let calls = core.calls();
+    assert!(calls
+        .iter()
+        .any(|c| c.call_id == id.as_str() && c.state == ConnectionState::Connected));
+}
