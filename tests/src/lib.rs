@@ -171,6 +171,15 @@ pub mod parts {
     /// reads).
     pub const RECORDER: &str = "[[hosted_control]]\nname = \"Recorder\"\ntype = \"control\"\nlibrary = \"recorder_control\"\n[hosted_control.settings]\npath = \"{recorder}\"\n";
 
+    /// The simulator as hosted control "Phone", playing
+    /// `{dir}/scenario.toml` with far ends that never hang up, plus `extra`
+    /// settings lines.
+    pub fn scenario_phone(extra: &str) -> String {
+        format!(
+            "[[hosted_control]]\nname = \"Phone\"\ntype = \"connector\"\nlibrary = \"sim_connector\"\n[hosted_control.settings]\nscenario = \"{{dir}}/scenario.toml\"\ntalk_time_secs = [0.0, 0.0]\n{extra}\n"
+        )
+    }
+
     /// The XMPP connector as hosted control "Chat" (channel `chat`) with
     /// `settings` (see `xmpp::Prosody::connector_settings`).
     pub fn chat(settings: &str) -> String {
@@ -246,6 +255,35 @@ impl Host {
             std::thread::sleep(Duration::from_millis(10));
         }
         host
+    }
+
+    /// After the host stopped: `cti-host replay` of its recording through
+    /// the same manifest (with every `(from, to)` of `renames` applied, so
+    /// the replay's own recorder and other outputs go elsewhere) reproduces
+    /// every recorded event in order.
+    pub fn assert_replays_identically(&self, renames: &[(&str, &str)]) {
+        let mut manifest =
+            fs::read_to_string(self.scratch.path("desktop.toml")).expect("the manifest");
+        for (from, to) in [("events.jsonl", "replay-events.jsonl")]
+            .iter()
+            .chain(renames)
+        {
+            manifest = manifest.replace(from, to);
+        }
+        let replay = self.scratch.write("replay.toml", &manifest);
+        let o = run_cli(&[
+            "replay",
+            self.recorder.to_str().expect("utf-8 path"),
+            "--manifest",
+            replay.to_str().expect("utf-8 path"),
+            "--compare",
+        ]);
+        assert!(
+            o.status.success() && stdout(&o).contains("identical"),
+            "the recording does not replay identically:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
     }
 
     /// The host's combined stdout/stderr so far.

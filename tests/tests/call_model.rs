@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use cti_e2e::{n, run_cli, s, stderr, stdout, Host, Scratch};
+use cti_e2e::{
+    n,
+    parts::{self, HOST, RECORDER},
+    run_cli, s, stderr, stdout, Host, Scratch,
+};
 use serde_json::Value;
 
 /// A desktop with the simulator running `scenario` (TOML steps), extra
@@ -11,35 +15,19 @@ use serde_json::Value;
 fn desktop(scenario: &str, desktop_extra: &str) -> Host {
     let scratch = Scratch::new();
     scratch.write("scenario.toml", scenario);
+    let phone = parts::scenario_phone("outbound_ring_ms = 50\noutbound_answer_ms = 100");
     let manifest = format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 agent_id = "a1"
 reason_codes = ["Break", "Lunch"]
 dispositions = ["Resolved", "Callback"]
 {desktop_extra}
 
-[[hosted_control]]
-name = "Phone"
-type = "connector"
-library = "sim_connector"
-[hosted_control.settings]
-scenario = "{{dir}}/scenario.toml"
-talk_time_secs = [0.0, 0.0]
-outbound_ring_ms = 50
-outbound_answer_ms = 100
+{phone}
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-"#
+{RECORDER}"#
     );
     Host::start_in(scratch, &manifest)
 }

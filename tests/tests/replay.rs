@@ -1,7 +1,10 @@
 //! Record and replay: a recording fed back through the desktop manager
 //! reproduces the same desktop events in the same order.
 
-use cti_e2e::{run_cli, s, stderr, stdout, Host, Scratch};
+use cti_e2e::{
+    parts::{self, HOST},
+    run_cli, s, stderr, stdout, Host, Scratch,
+};
 
 const SCENARIO: &str = r#"
 [[step]]
@@ -25,25 +28,15 @@ state = "NotReady(Lunch)"
 "#;
 
 fn manifest(recorder: &str) -> String {
+    let phone = parts::scenario_phone("outbound_ring_ms = 30\noutbound_answer_ms = 60");
     format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [desktop]
 reason_codes = ["Break", "Lunch"]
 wrap_up_seconds = 1
 
-[[hosted_control]]
-name = "Phone"
-type = "connector"
-library = "sim_connector"
-[hosted_control.settings]
-scenario = "{{dir}}/scenario.toml"
-talk_time_secs = [0.0, 0.0]
-outbound_ring_ms = 30
-outbound_answer_ms = 60
+{phone}
 
 [[hosted_control]]
 name = "Recorder"

@@ -1,6 +1,9 @@
 //! CTI lookup, screen pop and agent sessions; the action pipeline.
 
-use cti_e2e::{read_jsonl, run_cli, s, stderr, stdout, Host, Scratch};
+use cti_e2e::{
+    parts::{self, HOST, RECORDER},
+    read_jsonl, run_cli, s, stderr, stdout, Host, Scratch,
+};
 use serde_json::Value;
 
 const CONTACTS: &str = "\
@@ -49,12 +52,10 @@ fn desktop(extra_controls: &str, scenario: &str) -> Host {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     scratch.write("scenario.toml", scenario);
+    let phone = parts::scenario_phone("");
     let manifest = format!(
         r#"
-[host]
-plugin_dir = "{{bin}}"
-ctl_socket = "{{socket}}"
-
+{HOST}
 [directory]
 path = "{{dir}}/contacts.db"
 default_country_code = "1"
@@ -69,21 +70,9 @@ on_none = "new-contact"
 on_one = "contact"
 on_many = "pick-list"
 
-[[hosted_control]]
-name = "Phone"
-type = "connector"
-library = "sim_connector"
-[hosted_control.settings]
-scenario = "{{dir}}/scenario.toml"
-talk_time_secs = [0.0, 0.0]
+{phone}
 
-[[hosted_control]]
-name = "Recorder"
-type = "control"
-library = "recorder_control"
-[hosted_control.settings]
-path = "{{recorder}}"
-{extra_controls}
+{RECORDER}{extra_controls}
 "#
     );
     Host::start_in(scratch, &manifest)
@@ -261,26 +250,7 @@ fn interceptors_veto_replace_and_observe_commands() {
 
     // The recording replays identically: the veto and the replace owner's
     // answer come from the recording, the rest goes on to the connector.
-    let manifest = std::fs::read_to_string(host.scratch.path("desktop.toml")).unwrap();
-    let replay = host.scratch.write(
-        "replay.toml",
-        &manifest
-            .replace("events.jsonl", "replay-events.jsonl")
-            .replace("after.jsonl", "replay-after.jsonl"),
-    );
-    let o = run_cli(&[
-        "replay",
-        host.recorder.to_str().unwrap(),
-        "--manifest",
-        replay.to_str().unwrap(),
-        "--compare",
-    ]);
-    assert!(
-        o.status.success() && stdout(&o).contains("identical"),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    host.assert_replays_identically(&[("after.jsonl", "replay-after.jsonl")]);
     // The after-interceptor ran in the replay too and saw the same Hold.
     let again = read_jsonl(&host.scratch.path("replay-after.jsonl"));
     assert!(

@@ -439,6 +439,7 @@ data = { queue = "Billing" }
 
 fn sessions_manifest(port: u16) -> String {
     let web = parts::web(port, TOKEN);
+    let phone = parts::scenario_phone("");
     format!(
         r#"
 {HOST}
@@ -458,13 +459,7 @@ on_none = "new-contact"
 on_one = "contact"
 on_many = "pick-list"
 
-[[hosted_control]]
-name = "Phone"
-type = "connector"
-library = "sim_connector"
-[hosted_control.settings]
-scenario = "{{dir}}/scenario.toml"
-talk_time_secs = [0.0, 0.0]
+{phone}
 
 {RECORDER}
 {web}"#
