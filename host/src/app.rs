@@ -213,25 +213,12 @@ pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
     }
     let actor = DesktopActor::new(
         m.desktop.clone(),
-        crate::desktop::ActorSettings {
-            execute_timeout: Duration::from_millis(m.host.execute_timeout_ms),
-            lag_timeout: Duration::from_millis(m.host.lag_timeout_ms),
-            restart_limit: m.host.restart_limit,
-            restart_window: Duration::from_secs(m.host.restart_window_secs),
-            restart_backoff: Duration::from_millis(m.host.restart_backoff_ms),
-        },
+        actor_settings(m),
         sp.clone(),
         connectors,
         controls,
     );
-    let directory = match &m.directory {
-        Some(d) => Some(
-            crate::directory::Directory::open(&d.path, &d.default_country_code).map_err(|e| {
-                SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())])
-            })?,
-        ),
-        None => None,
-    };
+    let directory = open_directory(m)?;
     let actor = actor.with_lookup(m.lookups.clone(), directory);
     let handle = DesktopHandle::new(inbox_tx, sp.ids.clone());
     let thread = std::thread::Builder::new()
@@ -239,6 +226,31 @@ pub fn start(p: &Prepared) -> Result<RunningDesktop, SetupErrors> {
         .spawn(move || actor.run(inbox_rx))
         .map_err(|e| SetupErrors(vec![format!("cannot start the desktop thread: {e}")]))?;
     Ok(RunningDesktop { handle, thread })
+}
+
+/// The desktop actor's settings from the manifest's `[host]` (a run and a
+/// replay alike).
+fn actor_settings(m: &crate::manifest::Manifest) -> crate::desktop::ActorSettings {
+    crate::desktop::ActorSettings {
+        execute_timeout: Duration::from_millis(m.host.execute_timeout_ms),
+        lag_timeout: Duration::from_millis(m.host.lag_timeout_ms),
+        restart_limit: m.host.restart_limit,
+        restart_window: Duration::from_secs(m.host.restart_window_secs),
+        restart_backoff: Duration::from_millis(m.host.restart_backoff_ms),
+    }
+}
+
+/// The `[directory]` the manifest names, opened.
+fn open_directory(
+    m: &crate::manifest::Manifest,
+) -> Result<Option<crate::directory::Directory>, SetupErrors> {
+    m.directory
+        .as_ref()
+        .map(|d| {
+            crate::directory::Directory::open(&d.path, &d.default_country_code)
+                .map_err(|e| SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())]))
+        })
+        .transpose()
 }
 
 /// A desktop for `cti-host replay`: the manifest's controls run as usual,
@@ -281,23 +293,10 @@ pub fn replay_actor(p: &Prepared) -> Result<(DesktopActor, Vec<String>), SetupEr
             }
         }
     }
-    let directory = match &m.directory {
-        Some(d) => Some(
-            crate::directory::Directory::open(&d.path, &d.default_country_code).map_err(|e| {
-                SetupErrors(vec![format!("{}: [directory]: {e}", m.path.display())])
-            })?,
-        ),
-        None => None,
-    };
+    let directory = open_directory(m)?;
     let actor = DesktopActor::new(
         m.desktop.clone(),
-        crate::desktop::ActorSettings {
-            execute_timeout: Duration::from_millis(m.host.execute_timeout_ms),
-            lag_timeout: Duration::from_millis(m.host.lag_timeout_ms),
-            restart_limit: m.host.restart_limit,
-            restart_window: Duration::from_secs(m.host.restart_window_secs),
-            restart_backoff: Duration::from_millis(m.host.restart_backoff_ms),
-        },
+        actor_settings(m),
         sp,
         connectors,
         controls,

@@ -757,18 +757,15 @@ impl From<Vec<u8>> for Headers {
 pub fn read_headers(path: &Path) -> std::io::Result<Headers> {
     use std::io::Read;
     const FIRST: u64 = 4096;
-    let f = std::fs::File::open(path)?;
+    let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     let mut prefix = Vec::with_capacity(FIRST.min(len) as usize);
-    f.take(FIRST).read_to_end(&mut prefix)?;
+    (&mut f).take(FIRST).read_to_end(&mut prefix)?;
     #[cfg(target_os = "linux")]
     if let Some(end) = elf::program_headers_end(&prefix) {
-        let want = end.min(len);
-        if want > prefix.len() as u64 {
-            let mut f = std::fs::File::open(path)?;
-            prefix.clear();
-            (&mut f).take(want).read_to_end(&mut prefix)?;
-        }
+        // The rest of the program headers, read on from where we are.
+        let more = end.min(len).saturating_sub(prefix.len() as u64);
+        f.take(more).read_to_end(&mut prefix)?;
     }
     Ok(Headers { prefix, len })
 }

@@ -632,8 +632,7 @@ impl DesktopActor {
                     self.refresh_agent_with(cause, Some(report));
                 }
             }
-            EventKind::CALL_UPDATED => self.on_call_event(connector, ev),
-            kind if kind.is_desktop() => {
+            kind if !kind.connector_may_raise() => {
                 tracing::warn!(
                     connector = self.connectors[connector].name,
                     "connector raised a desktop-only event {kind}; ignored"
@@ -808,8 +807,12 @@ impl DesktopActor {
         } else {
             RString::new()
         };
-        self.recount(&id);
-        self.refresh_allowed(connector, &id, previous);
+        if !quiet {
+            // A quiet event changed nothing the tallies or the allowed
+            // actions depend on.
+            self.recount(&id);
+            self.refresh_allowed(connector, &id, previous);
+        }
         self.emit_call(ev.kind, &id, previous, &ev);
         match ev.kind {
             _ if created => self.open_session(&id),

@@ -111,6 +111,19 @@ impl Host {
     }
 }
 
+/// Compares two secrets (tokens, passwords) in time that depends only on
+/// their lengths, not on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    let n = a.len().max(b.len());
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
 /// The reserved settings key of the **test mode**: `cti-host verify` merges
 /// `cti_test_mode = true` into the settings it builds a connector with.
 ///

@@ -1071,56 +1071,42 @@ impl Session {
             .filter(|l| self.core.cached_line(l.line, &l.peer_uri).is_none())
             .map(|l| l.line.to_string())
             .collect();
-        if unknown.is_empty() {
+        let (before, listed, mut resolved) = if unknown.is_empty() {
             // Every line is a call identified before: one listing suffices.
-            let phone: Vec<PhoneCall> = first
-                .into_iter()
-                .filter_map(|l| {
-                    let c = self.core.cached_line(l.line, &l.peer_uri)?;
-                    Some(PhoneCall {
-                        line: l.line,
-                        id: c.id.clone(),
-                        state: l.state,
-                        on_hold: l.on_hold,
-                        outgoing: c.direction == Direction::Outbound,
-                        peer_uri: l.peer_uri,
-                        peer_name: c.peer_name.clone(),
-                        local_uri: String::new(),
-                    })
-                })
-                .collect();
-            let r = self.core.reconcile(&before, &phone, true);
-            self.apply(r);
-            self.publish();
-            return;
-        }
-        let mut reqs: Vec<(&str, Option<&str>)> = Vec::with_capacity(unknown.len() * 2 + 1);
-        for line in &unknown {
-            reqs.push(("line", Some(line)));
-            reqs.push(("callstat", None));
-        }
-        reqs.push(("listcalls", None));
-        let before = self.core.ids();
-        let rs = match self.batch(&reqs, deadline) {
-            Ok(rs) => rs,
-            Err(e) => {
-                self.log(LogLevel::Warn, &format!("resync failed: {e}"));
-                return;
+            (before, first, std::collections::HashMap::new())
+        } else {
+            let mut reqs: Vec<(&str, Option<&str>)> = Vec::with_capacity(unknown.len() * 2 + 1);
+            for line in &unknown {
+                reqs.push(("line", Some(line)));
+                reqs.push(("callstat", None));
             }
+            reqs.push(("listcalls", None));
+            let before = self.core.ids();
+            let rs = match self.batch(&reqs, deadline) {
+                Ok(rs) => rs,
+                Err(e) => {
+                    self.log(LogLevel::Warn, &format!("resync failed: {e}"));
+                    return;
+                }
+            };
+            let mut resolved = std::collections::HashMap::new();
+            for (i, line) in unknown.iter().enumerate() {
+                if !rs[2 * i].data.contains("setting current call") {
+                    continue; // ended meanwhile
+                }
+                if let (Ok(n), Some(cs)) = (
+                    line.parse::<u32>(),
+                    proto::parse_callstat(&rs[2 * i + 1].data),
+                ) {
+                    resolved.insert(n, cs);
+                }
+            }
+            (
+                before,
+                proto::parse_listcalls(&rs[rs.len() - 1].data),
+                resolved,
+            )
         };
-        let mut resolved = std::collections::HashMap::new();
-        for (i, line) in unknown.iter().enumerate() {
-            if !rs[2 * i].data.contains("setting current call") {
-                continue; // ended meanwhile
-            }
-            if let (Ok(n), Some(cs)) = (
-                line.parse::<u32>(),
-                proto::parse_callstat(&rs[2 * i + 1].data),
-            ) {
-                resolved.insert(n, cs);
-            }
-        }
-        let listed = proto::parse_listcalls(&rs[rs.len() - 1].data);
         let mut phone = Vec::with_capacity(listed.len());
         let mut complete = true;
         for l in listed {

@@ -151,13 +151,7 @@ impl ListenerSettings {
     }
 }
 
-/// Equal in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use cti_plugin_api::sdk::constant_time_eq;
 
 /// What the HTTP handlers and `execute` share.
 struct Shared {

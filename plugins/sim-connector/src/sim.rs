@@ -305,14 +305,13 @@ impl SimCore {
     /// Test mode: the second inbound call is offered once the first no
     /// longer rings (so `Answer` and `Reject` can both be exercised).
     fn test_mode_second_offer(&mut self, now: Instant) {
+        if !self.cfg.test_mode {
+            return;
+        }
         let first_rings = self.calls.iter().any(|c| {
             c.info.direction == Direction::Inbound && c.info.state == ConnectionState::Alerting
         });
-        if self.cfg.test_mode
-            && self.inbound_generated == 1
-            && self.next_arrival.is_none()
-            && !first_rings
-        {
+        if self.inbound_generated == 1 && self.next_arrival.is_none() && !first_rings {
             self.next_arrival = now.checked_add(Duration::from_millis(200));
         }
     }

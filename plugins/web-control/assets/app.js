@@ -53,6 +53,14 @@
   // The audit trail of submitted commands duplicates their outcome lines.
   const LOG_HIDDEN = new Set(['CommandRequested']);
   let lastLoggedSeq = 0; // the newest event in the log
+  /** Logs a desktop event once (a snapshot's recent events and the live
+   *  stream overlap). */
+  function logEvent(ev) {
+    if (ev.seq <= lastLoggedSeq) return;
+    lastLoggedSeq = ev.seq;
+    if (!hiddenInLog(ev)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
+  }
+
   /** Audit lines and the agent's own typing notices stay out of the log. */
   const hiddenInLog = (ev) =>
     LOG_HIDDEN.has(ev.event) || (ev.event === 'CommandCompleted' && ev.attrs && ev.attrs.command === 'SendTyping');
@@ -276,11 +284,7 @@
     // The events the host kept, for the log: what happened before this page
     // loaded, or while it was disconnected.
     for (const m of msg.recent || []) {
-      const ev = m.event;
-      if (ev && ev.seq > lastLoggedSeq) {
-        lastLoggedSeq = ev.seq;
-        if (!hiddenInLog(ev)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
-      }
+      if (m.event) logEvent(m.event);
     }
     const wasOffline = document.body.classList.contains('offline');
     S.connected = true;
@@ -349,10 +353,7 @@
     if (ev.event === 'PluginStatus' && ev.text === 'Faulted') {
       notice(`${ev.source} failed: ${ev.cause || 'see the host log'}. An administrator can start it again with: cti-host ctl restart ${ev.source}`, 'error');
     }
-    if (ev.seq > lastLoggedSeq) {
-      lastLoggedSeq = ev.seq;
-      if (!hiddenInLog(ev)) log(ev.time_ms, ev.event, describe(ev), logClass(ev));
-    }
+    logEvent(ev);
     scheduleRender();
   }
 
@@ -724,7 +725,7 @@
     const t = far(call);
     if (title.textContent !== t) title.textContent = t;
     // The screen-popped contact's name, from the call's session.
-    const session = Array.from(S.sessions.values()).find((x) => x.call_id === call.call_id);
+    const session = sessionOf(call.call_id);
     const who = session && session.contact ? session.contact.name || '' : '';
     const nameEl = head.querySelector('.call-name');
     if (nameEl.textContent !== who) nameEl.textContent = who;

@@ -37,17 +37,7 @@ pub fn random_token() -> String {
     }
 }
 
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    let n = a.len().max(b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
-}
+pub use cti_plugin_api::sdk::constant_time_eq;
 
 /// The value of cookie `name` in one or more `Cookie` header values.
 pub fn cookie_value<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {

@@ -195,11 +195,7 @@ impl DesktopActor {
     /// `cti-host ctl restart NAME`: a new instance now, whatever the state
     /// (Faulted, Restarting, Running), with the restart budget reset.
     pub(super) fn manual_restart(&mut self, name: &str) -> Result<String, String> {
-        let key = if let Some(i) = self.connectors.iter().position(|c| c.name == name) {
-            PluginKey::Connector(i)
-        } else if let Some(i) = self.controls.iter().position(|c| c.name == name) {
-            PluginKey::Control(i)
-        } else {
+        let Some(key) = self.key_by_name(name) else {
             let names: Vec<&str> = self
                 .connectors
                 .iter()
@@ -229,9 +225,7 @@ impl DesktopActor {
             }
         }
         // A pending backoff timer finds the status no longer Restarting.
-        let health = self.health_mut(key);
-        health.recent.clear();
-        health.generation += 1;
+        self.health_mut(key).recent.clear();
         tracing::info!(plugin = name, was, "restart requested by ctl");
         match self.start_instance(key, None) {
             Ok(()) => {
